@@ -1,0 +1,32 @@
+# node-gyp build: the BPF objects (clang -target bpf) and native/libcaplance.so, the flat C
+# library over libbpf that TypeScript reaches through ffi-rs. scripts/build-bpf.sh holds the
+# one clang command, so `lbctl load` can rebuild stale objects the same way.
+{
+  "targets": [
+    {
+      "target_name": "bpf_objects",
+      "type": "none",
+      "actions": [
+        {
+          "action_name": "clang_bpf",
+          "inputs": [
+            "scripts/build-bpf.sh",
+            "<!@(ls -1 bpf/*.c bpf/*.h bench/*.bpf.c)"
+          ],
+          "outputs": ["<(module_root_dir)/build/bpf/.stamp"],
+          "action": ["bash", "scripts/build-bpf.sh", "<(module_root_dir)/build/bpf"]
+        }
+      ]
+    },
+    {
+      "target_name": "caplance",
+      "type": "shared_library",
+      "product_name": "caplance",
+      "sources": ["<!@(ls -1 native/*.c)"],
+      "include_dirs": ["bpf", "native"],
+      "cflags": ["-O2", "-Wall", "-Werror", "-fPIC", "-fvisibility=hidden", "-std=gnu11"],
+      "cflags!": ["-fno-exceptions"],
+      "libraries": ["-lbpf", "-lelf", "-lz"]
+    }
+  ]
+}
