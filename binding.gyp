@@ -11,7 +11,7 @@
           "action_name": "clang_bpf",
           "inputs": [
             "scripts/build-bpf.sh",
-            "<!@(ls -1 bpf/*.c bpf/*.h bench/*.bpf.c)"
+            "<!@(ls -1 bpf/*.c bpf/*.h bench/*.bpf.c 2>/dev/null || true)"
           ],
           "outputs": ["<(module_root_dir)/build/bpf/.stamp"],
           "action": ["bash", "scripts/build-bpf.sh", "<(module_root_dir)/build/bpf"]

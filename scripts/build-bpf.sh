@@ -8,6 +8,7 @@ out=${1:?usage: build-bpf.sh OUTDIR [FILE.bpf.c ...]}
 shift
 mkdir -p "$out"
 arch_inc=/usr/include/$(uname -m)-linux-gnu
+shopt -s nullglob # bench/ may hold no BPF program yet
 sources=("$@")
 [ ${#sources[@]} -gt 0 ] || sources=("$here"/bpf/*.bpf.c "$here"/bench/*.bpf.c)
 for src in "${sources[@]}"; do

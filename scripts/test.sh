@@ -13,4 +13,4 @@ for layer in "${layers[@]}"; do
   for f in dist/test/"$layer"/*.test.js; do [ -e "$f" ] && files+=("$f"); done
 done
 echo "test: ${#files[@]} test files (${layers[*]})"
-node --test --test-concurrency=1 "${files[@]}"
+node --test --test-concurrency=1 --test-reporter=spec "${files[@]}"

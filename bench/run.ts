@@ -1,0 +1,70 @@
+// `npm run bench [-- --json]`: every figure beside its baseline from the same run, the ratio
+// and its target. With --json the last line of stdout is one JSON object of all figures.
+import { buildTimeMs1000, survivorChurnPct, weightErrorPct } from "../src/maglev/metrics.js";
+import { runXdpBench, type XdpFigures } from "./xdp-bench.js";
+
+interface Target {
+  figure: string;
+  limit: (f: Figures) => number;
+  describe: string;
+}
+
+type Figures = XdpFigures & {
+  maglev_build_1000_ms: number;
+  maglev_survivor_churn_pct: number;
+  maglev_weight_error_pct: number;
+};
+
+const TARGETS: Target[] = [
+  { figure: "established_v4_ns", limit: (f) => 2.0 * f.floor_encap_ns, describe: "≤ 2.0 × floor_encap_ns" },
+  { figure: "new_flow_v4_ns", limit: (f) => 3.0 * f.floor_encap_ns, describe: "≤ 3.0 × floor_encap_ns" },
+  { figure: "nonvip_ns", limit: (f) => 1.3 * f.floor_lookup_ns, describe: "≤ 1.3 × floor_lookup_ns" },
+  {
+    figure: "established_1m_flows_v4_ns",
+    limit: (f) => 1.5 * f.established_v4_ns,
+    describe: "≤ 1.5 × established_v4_ns",
+  },
+  { figure: "maglev_build_1000_ms", limit: () => 5, describe: "≤ 5 ms" },
+  { figure: "maglev_survivor_churn_pct", limit: () => 1.0, describe: "≤ 1.0 %" },
+  { figure: "maglev_weight_error_pct", limit: () => 1.0, describe: "≤ 1.0 %" },
+];
+
+const round = (n: number): number => Math.round(n * 1000) / 1000;
+
+function main(): void {
+  const json = process.argv.includes("--json");
+  const log = (line: string): void => {
+    (json ? process.stderr : process.stdout).write(`${line}\n`);
+  };
+  if (process.getuid?.() !== 0) {
+    process.stderr.write("bench: BPF_PROG_TEST_RUN needs root (sudo npm run bench)\n");
+    process.exit(1);
+  }
+  log("bench: XDP programs under BPF_PROG_TEST_RUN (medians of 7 interleaved rounds)");
+  const xdp = runXdpBench(log);
+  log("bench: Maglev");
+  const figures: Figures = {
+    ...xdp,
+    maglev_build_1000_ms: buildTimeMs1000(),
+    maglev_survivor_churn_pct: survivorChurnPct(),
+    maglev_weight_error_pct: weightErrorPct(),
+  };
+  const rows = (Object.entries(figures) as [string, number][]).map(
+    ([k, v]) => `  ${k.padEnd(30)} ${round(v).toString().padStart(10)}`,
+  );
+  log(rows.join("\n"));
+  let missed = 0;
+  for (const t of TARGETS) {
+    const value = figures[t.figure as keyof Figures];
+    const limit = t.limit(figures);
+    const ok = value <= limit;
+    if (!ok) missed++;
+    log(`  ${ok ? "meets" : "MISSES"}  ${t.figure} = ${round(value)} (${t.describe} = ${round(limit)})`);
+  }
+  log(missed === 0 ? "bench: every target met" : `bench: ${missed} target(s) missed`);
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(figures) as [string, number][]) out[k] = round(v);
+  if (json) process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+main();
