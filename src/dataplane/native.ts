@@ -56,6 +56,7 @@ const SIGNATURES = {
   lb_abi_string: [STR, BUF, U32],
   lb_abi_name: [I32, U32, BUF, U32],
   lb_abi_selfcheck: [],
+  lb_flow_hash: [BUF, U32, BUF],
 } as const satisfies Record<string, readonly DataType[]>;
 
 type ShimName = keyof typeof SIGNATURES;
@@ -337,6 +338,15 @@ export class Native {
       data: out.slice(0, Math.min(v.getUint32(4, true), out.length)),
       durationNs: v.getUint32(8, true),
     };
+  }
+
+  // ---- the flow hash of bpf/hash.h (native/flow_hash.c)
+
+  /** key: an encoded struct lb_flow_key; vipFlags: LB_VIP_F_HASH_*. */
+  flowHash(key: Uint8Array, vipFlags: number): number {
+    const out = new Uint8Array(4);
+    this.fn.lb_flow_hash([key, vipFlags, out]);
+    return new DataView(out.buffer).getUint32(0, true);
   }
 
   // ---- ABI export (native/abi_layout.c)
