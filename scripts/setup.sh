@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
-apt_packages=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config iproute2 ethtool
+apt_packages=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config iproute2 ethtool iputils-ping
   iptables curl libnetfilter-queue-dev make g++ python3)
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -7,7 +7,7 @@ bash scripts/setup.sh
 echo "test: lint"
 npm run --silent lint
 [ "$(id -u)" -eq 0 ] || { echo "test: the BPF and lab layers need root (run: sudo npm test)" >&2; exit 1; }
-layers=(unit abi bpf)
+layers=(unit abi bpf lab)
 files=()
 for layer in "${layers[@]}"; do
   for f in dist/test/"$layer"/*.test.js; do [ -e "$f" ] && files+=("$f"); done

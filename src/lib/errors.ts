@@ -10,6 +10,14 @@ export const LB_ERROR_CODES = [
   "LB_ERR_ATTACH", // XDP attach/detach/query failed
   "LB_ERR_CONFIG", // invalid configuration or value
   "LB_ERR_USAGE", // invalid command-line usage (exit 2)
+  "LB_ERR_IFACE", // a network interface is missing or unsuitable (not Ethernet, unknown ifindex)
+  "LB_ERR_ROUTE", // a backend address has no usable route (unreachable, local, broadcast, multicast)
+  "LB_ERR_NETLINK", // reading the kernel's link, route or neighbour tables (`ip -j`) failed
+  "LB_ERR_DAEMON", // the daemon could not be reached over its control socket, or answered nonsense
+  "LB_ERR_EXISTS", // adding a VIP or backend that exists
+  "LB_ERR_NOT_FOUND", // naming a VIP or backend that does not exist
+  "LB_ERR_REQUEST", // a malformed control-socket request
+  "LB_ERR_UNSUPPORTED", // a capability that this build does not have yet
 ] as const;
 export type LbErrorCode = (typeof LB_ERROR_CODES)[number];
 

@@ -1,0 +1,90 @@
+// The control socket's protocol (docs/control-socket.md): JSON lines over a unix socket, one
+// request per line, one response line per request, matched by id. Shared by the daemon and
+// every client (lbctl); the shapes here are the contract between them.
+
+export const DEFAULT_SOCKET = "/run/caplance/lbd.sock";
+export const DEFAULT_AGENT_SOCKET = "/run/caplance/agent.sock";
+/** Longest request line the daemon reads; longer ones get an error and the connection closes. */
+export const MAX_REQUEST_BYTES = 64 * 1024;
+
+export type Command =
+  | { cmd: "status" }
+  | { cmd: "vip.add"; vip: string; hash?: "5tuple" | "src-ip" | "src-ip-port" }
+  | { cmd: "vip.remove"; vip: string }
+  | { cmd: "vip.list" }
+  | {
+      cmd: "backend.add";
+      vip: string;
+      /** ADDR or ADDR:ENCAP_PORT per the CLI contract. */
+      backend: string;
+      weight?: number;
+      name?: string;
+    }
+  | { cmd: "backend.remove"; vip: string; backend: string }
+  | { cmd: "backend.drain"; vip: string; backend: string }
+  | { cmd: "backend.resume"; vip: string; backend: string }
+  | { cmd: "backend.list"; vip?: string }
+  | { cmd: "stats" };
+
+export type Request = Command & { id: number };
+
+export interface ErrorBody {
+  /** Stable LB_ERR_* code. */
+  code: string;
+  message: string;
+  hint?: string;
+}
+
+export type Response =
+  | { id: number; ok: true; result: unknown; warnings?: string[] }
+  | { id: number; ok: false; error: ErrorBody };
+
+// ---- results (what `--json` prints)
+
+export interface VipInfo {
+  vip: string;
+  hash: "5tuple" | "src-ip" | "src-ip-port";
+  /** Number of backends (any state). */
+  backends: number;
+}
+
+export interface BackendInfo {
+  vip: string;
+  address: string;
+  /** Encap port. */
+  port: number;
+  name: string;
+  /** Configured weight. */
+  weight: number;
+  state: "active" | "draining" | "down" | "pending";
+}
+
+export interface StatsResult {
+  vips: Record<string, { packets: number; bytes: number }>;
+  /** Keyed "VIP ADDR". */
+  backends: Record<string, { packets: number; bytes: number }>;
+  drops: Record<string, number>;
+  /** Other data-plane counters (pass, tx, redirect, flow hits/misses, no_neigh…). */
+  counters: Record<string, number>;
+}
+
+export interface SettingOrigin {
+  value: string | number | boolean | null;
+  /** Where the value came from, in precedence order: flag > env > config > default. */
+  from: "flag" | "env" | "config" | "default";
+}
+
+export interface StatusResult {
+  iface: string;
+  ifindex: number;
+  mode: "native" | "generic" | "nfqueue";
+  /** Why that mode (auto's reasoning, or "requested"). */
+  modeReason: string;
+  pid: number;
+  socket: string;
+  config: string | null;
+  vips: number;
+  backends: number;
+  uptimeSeconds: number;
+  settings: Record<string, SettingOrigin>;
+}

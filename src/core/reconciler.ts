@@ -1,0 +1,409 @@
+// The reconciler: the control plane's state of VIPs and backends, written into the data plane's
+// maps in a safe order. A backend's entry is written before a table names it; a table stops
+// naming a backend before its entry is cleared; a VIP's table exists before its address is
+// matched. Operations are serialized, so map writes never interleave.
+import type { Logger } from "pino";
+import { formatAddress, type IpAddress } from "../lib/addr.js";
+import { LbError } from "../lib/errors.js";
+import { buildMaglevTable } from "../maglev/maglev.js";
+import {
+  LB_BACKEND_F_IN_USE,
+  LB_BACKEND_F_NEIGH,
+  LB_MAX_BACKENDS,
+  LB_MAX_VIPS,
+  LB_VIP_ADDR_F_PORTS,
+  LB_VIP_ADDR_F_WILDCARD,
+  LB_VIP_F_HASH_SRC_IP,
+  LB_VIP_F_HASH_SRC_IP_PORT,
+} from "../maps/abi.js";
+import type { BalancerMaps } from "../maps/balancer-maps.js";
+import { IndexAllocator, LowestFreeAllocator } from "./index-allocator.js";
+import {
+  PROTO_NUMBER,
+  type BackendSpec,
+  type BackendState,
+  type DesiredState,
+  type HashMode,
+  type VipRef,
+} from "./types.js";
+import { formatVip } from "./vip-syntax.js";
+
+/** What the data plane needs to reach a backend (src/net/next-hop.ts resolves it). */
+export interface NextHop {
+  readonly ifindex: number;
+  readonly smac: Uint8Array;
+  readonly dmac: Uint8Array;
+  readonly mtu: number;
+}
+
+export interface NextHopSource {
+  resolve(address: IpAddress, opts?: { timeoutMs?: number }): Promise<NextHop | undefined>;
+  /** Re-confirms a resolved next hop (probing a stale neighbour): the current one, or
+   * undefined when it no longer resolves (the previous one is kept then). */
+  recheck(address: IpAddress, previous: NextHop): Promise<NextHop | undefined>;
+}
+
+export interface ReconcilerOptions {
+  readonly maglevSize: number;
+  /** How long `backend add` waits for a next hop before answering `pending`. */
+  readonly resolveWaitMs?: number;
+  readonly log?: Logger;
+}
+
+interface BackendRuntime {
+  readonly index: number;
+  readonly address: IpAddress;
+  readonly encapPort: number;
+  weight: number;
+  name: string;
+  drained: boolean;
+  nextHop: NextHop | undefined;
+}
+
+interface VipRuntime {
+  readonly id: number;
+  readonly ref: VipRef;
+  readonly key: string;
+  hash: HashMode;
+  readonly backends: Map<string, BackendRuntime>;
+}
+
+export interface BackendView {
+  vip: string;
+  address: string;
+  port: number;
+  name: string;
+  weight: number;
+  state: BackendState;
+  index: number;
+}
+
+export interface VipView {
+  vip: string;
+  hash: HashMode;
+  backends: number;
+  id: number;
+}
+
+const HASH_FLAGS: Readonly<Record<HashMode, number>> = {
+  "5tuple": 0,
+  "src-ip": LB_VIP_F_HASH_SRC_IP,
+  "src-ip-port": LB_VIP_F_HASH_SRC_IP_PORT,
+};
+
+const addrKey = (a: IpAddress): string => formatAddress(a.bytes, a.family);
+
+function sameNextHop(a: NextHop | undefined, b: NextHop | undefined): boolean {
+  if (!a || !b) return a === b;
+  return (
+    a.ifindex === b.ifindex &&
+    a.mtu === b.mtu &&
+    a.dmac.every((v, i) => v === b.dmac[i]) &&
+    a.smac.every((v, i) => v === b.smac[i])
+  );
+}
+
+export class Reconciler {
+  private readonly vips = new Map<string, VipRuntime>();
+  private readonly vipIds = new LowestFreeAllocator(LB_MAX_VIPS);
+  private readonly backendIndices = new IndexAllocator(LB_MAX_BACKENDS);
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly maps: BalancerMaps,
+    private readonly nextHops: NextHopSource,
+    private readonly opts: ReconcilerOptions,
+  ) {}
+
+  /** Runs fn after every operation queued before it (one writer for the maps). */
+  private serialize<T>(fn: () => Promise<T> | T): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  // ---- queries
+
+  listVips(): VipView[] {
+    return [...this.vips.values()].map((v) => ({
+      vip: v.key,
+      hash: v.hash,
+      backends: v.backends.size,
+      id: v.id,
+    }));
+  }
+
+  listBackends(vip?: VipRef): BackendView[] {
+    const vips = vip ? [this.getVip(vip)] : [...this.vips.values()];
+    return vips.flatMap((v) => [...v.backends.values()].map((b) => this.view(v, b)));
+  }
+
+  get backendCount(): number {
+    return this.backendIndices.inUse;
+  }
+
+  // ---- VIPs
+
+  addVip(ref: VipRef, hash: HashMode): Promise<VipView> {
+    return this.serialize(() => {
+      const key = formatVip(ref);
+      if (this.vips.has(key)) throw new LbError("LB_ERR_EXISTS", `VIP ${key} already exists`);
+      const vip: VipRuntime = { id: this.vipIds.allocate(), ref, key, hash, backends: new Map() };
+      this.maps.resetVipStats(vip.id); // counters of a VIP that had this id before
+      // Table, then the VIP, then its address: a packet matching the address finds the rest.
+      this.writeTable(vip);
+      this.writeVip(vip);
+      this.vips.set(key, vip);
+      this.writeVipAddr(ref);
+      this.opts.log?.info({ vip: key, vipId: vip.id, hash }, "VIP added");
+      return { vip: key, hash, backends: 0, id: vip.id };
+    });
+  }
+
+  removeVip(ref: VipRef): Promise<void> {
+    return this.serialize(() => {
+      const vip = this.getVip(ref);
+      // Address first (traffic stops matching), then the VIP, its table, its backends.
+      this.vips.delete(vip.key);
+      this.writeVipAddr(ref);
+      this.maps.deleteVip(this.vipKey(ref));
+      this.maps.clearTable(vip.id);
+      for (const b of vip.backends.values()) this.dropBackend(b);
+      this.vipIds.release(vip.id);
+      this.opts.log?.info({ vip: vip.key, vipId: vip.id }, "VIP removed");
+    });
+  }
+
+  // ---- backends
+
+  /** Adds a backend; resolves its next hop first (waiting up to resolveWaitMs). */
+  addBackend(ref: VipRef, spec: BackendSpec): Promise<{ backend: BackendView; warning?: string }> {
+    return this.serialize(async () => {
+      const vip = this.getVip(ref);
+      const key = addrKey(spec.address);
+      if (vip.backends.has(key))
+        throw new LbError("LB_ERR_EXISTS", `backend ${key} already exists in VIP ${vip.key}`);
+      const backend: BackendRuntime = {
+        index: this.backendIndices.allocate(),
+        address: spec.address,
+        encapPort: spec.encapPort,
+        weight: spec.weight,
+        name: spec.name ?? key,
+        drained: false,
+        nextHop: undefined,
+      };
+      vip.backends.set(key, backend);
+      this.maps.resetBackendStats(backend.index);
+      backend.nextHop = await this.resolve(backend, this.opts.resolveWaitMs ?? 2000);
+      if (backend.nextHop) {
+        this.writeBackend(vip, backend);
+        this.writeTable(vip);
+      }
+      this.opts.log?.info(
+        { vip: vip.key, backend: key, index: backend.index, state: this.state(backend) },
+        "backend added",
+      );
+      const view = this.view(vip, backend);
+      if (backend.nextHop) return { backend: view };
+      return {
+        backend: view,
+        warning: `backend ${key} of VIP ${vip.key} is pending: its next hop did not resolve within ${
+          this.opts.resolveWaitMs ?? 2000
+        } ms; it enters the tables as soon as it resolves`,
+      };
+    });
+  }
+
+  removeBackend(ref: VipRef, address: IpAddress): Promise<void> {
+    return this.serialize(() => {
+      const vip = this.getVip(ref);
+      const backend = this.getBackend(vip, address);
+      vip.backends.delete(addrKey(address));
+      // The table stops naming it before its entry goes: its flows then miss and re-pick.
+      this.writeTable(vip);
+      this.dropBackend(backend);
+      this.opts.log?.info({ vip: vip.key, backend: addrKey(address) }, "backend removed");
+    });
+  }
+
+  /** Drain (true): no new flows, existing flows stay. Resume (false): back in rotation. */
+  setDrained(ref: VipRef, address: IpAddress, drained: boolean): Promise<BackendView> {
+    return this.serialize(() => {
+      const vip = this.getVip(ref);
+      const backend = this.getBackend(vip, address);
+      if (backend.drained !== drained) {
+        backend.drained = drained;
+        this.writeTable(vip);
+      }
+      this.opts.log?.info(
+        { vip: vip.key, backend: addrKey(address), drained },
+        drained ? "backend drained" : "backend resumed",
+      );
+      return this.view(vip, backend);
+    });
+  }
+
+  /** Makes the state equal to desired (start-up): adds what is missing, removes the rest. */
+  async applyDesired(desired: DesiredState): Promise<string[]> {
+    const warnings: string[] = [];
+    const wanted = new Set(desired.vips.map((v) => formatVip(v.vip)));
+    for (const vip of [...this.vips.values()]) if (!wanted.has(vip.key)) await this.removeVip(vip.ref);
+    for (const spec of desired.vips) {
+      const key = formatVip(spec.vip);
+      if (!this.vips.has(key)) await this.addVip(spec.vip, spec.hash);
+      const vip = this.getVip(spec.vip);
+      const keep = new Set(spec.backends.map((b) => addrKey(b.address)));
+      for (const b of [...vip.backends.values()])
+        if (!keep.has(addrKey(b.address))) await this.removeBackend(spec.vip, b.address);
+      const pending: Promise<{ warning?: string }>[] = [];
+      for (const b of spec.backends) {
+        if (!vip.backends.has(addrKey(b.address))) pending.push(this.addBackend(spec.vip, b));
+      }
+      for (const r of await Promise.all(pending)) if (r.warning) warnings.push(r.warning);
+    }
+    return warnings;
+  }
+
+  /**
+   * Periodic upkeep: resolve pending backends, and re-check every next hop (a changed MAC,
+   * interface or MTU is rewritten). Cheap enough every few seconds for hundreds of backends.
+   */
+  maintain(all: boolean): Promise<void> {
+    return this.serialize(async () => {
+      for (const vip of this.vips.values()) {
+        let changed = false;
+        for (const b of vip.backends.values()) {
+          if (b.nextHop && !all) continue;
+          const next = b.nextHop ? await this.recheck(b, b.nextHop) : await this.resolve(b, 500);
+          if (!next || sameNextHop(next, b.nextHop)) continue;
+          const wasPending = !b.nextHop;
+          b.nextHop = next;
+          this.writeBackend(vip, b);
+          if (wasPending) changed = true;
+          this.opts.log?.info(
+            { vip: vip.key, backend: addrKey(b.address), wasPending },
+            "backend next hop updated",
+          );
+        }
+        if (changed) this.writeTable(vip);
+      }
+    });
+  }
+
+  // ---- writes
+
+  private vipKey(ref: VipRef): { address: Uint8Array; port: number; family: 2 | 10; proto: number } {
+    return {
+      address: ref.address.bytes,
+      port: ref.port,
+      family: ref.address.family,
+      proto: PROTO_NUMBER[ref.proto],
+    };
+  }
+
+  private writeVip(vip: VipRuntime): void {
+    this.maps.putVip(this.vipKey(vip.ref), { vipId: vip.id, flags: HASH_FLAGS[vip.hash] });
+  }
+
+  /** lb_vip_addrs for one (address, protocol): the union of its VIPs, or gone when none. */
+  private writeVipAddr(ref: VipRef): void {
+    let flags = 0;
+    for (const v of this.vips.values()) {
+      if (v.ref.proto === ref.proto && addrKey(v.ref.address) === addrKey(ref.address)) {
+        flags |= v.ref.port === 0 ? LB_VIP_ADDR_F_WILDCARD : LB_VIP_ADDR_F_PORTS;
+      }
+    }
+    const key = { address: ref.address.bytes, family: ref.address.family, proto: PROTO_NUMBER[ref.proto] };
+    if (flags) this.maps.putVipAddr(key, { flags });
+    else this.maps.deleteVipAddr(key);
+  }
+
+  private writeBackend(vip: VipRuntime, b: BackendRuntime): void {
+    const nh = b.nextHop;
+    if (!nh) return;
+    this.maps.putBackend(b.index, {
+      address: b.address.bytes,
+      family: b.address.family,
+      flags: LB_BACKEND_F_IN_USE | LB_BACKEND_F_NEIGH,
+      encapPort: b.encapPort,
+      vipId: vip.id,
+      ifindex: nh.ifindex,
+      mtu: nh.mtu,
+      dmac: nh.dmac,
+      smac: nh.smac,
+    });
+  }
+
+  private dropBackend(b: BackendRuntime): void {
+    this.maps.deleteBackend(b.index);
+    this.backendIndices.release(b.index);
+  }
+
+  /** Backends in the table: resolved ones, at weight 0 when drained. */
+  private writeTable(vip: VipRuntime): void {
+    const members = [...vip.backends.values()]
+      .filter((b) => b.nextHop)
+      .map((b) => ({
+        address: b.address.bytes,
+        encapPort: b.encapPort,
+        weight: b.drained ? 0 : b.weight,
+        index: b.index,
+      }));
+    this.maps.replaceTable(vip.id, buildMaglevTable(members, this.opts.maglevSize));
+  }
+
+  // ---- helpers
+
+  private async resolve(b: BackendRuntime, timeoutMs: number): Promise<NextHop | undefined> {
+    try {
+      return await this.nextHops.resolve(b.address, { timeoutMs });
+    } catch (err) {
+      this.opts.log?.warn({ backend: addrKey(b.address), err }, "next hop lookup failed");
+      return undefined;
+    }
+  }
+
+  private async recheck(b: BackendRuntime, previous: NextHop): Promise<NextHop | undefined> {
+    try {
+      return await this.nextHops.recheck(b.address, previous);
+    } catch (err) {
+      this.opts.log?.warn({ backend: addrKey(b.address), err }, "next hop recheck failed");
+      return undefined;
+    }
+  }
+
+  private getVip(ref: VipRef): VipRuntime {
+    const key = formatVip(ref);
+    const vip = this.vips.get(key);
+    if (!vip)
+      throw new LbError("LB_ERR_NOT_FOUND", `no VIP ${key}`, { hint: "lbctl vip list shows the VIPs" });
+    return vip;
+  }
+
+  private getBackend(vip: VipRuntime, address: IpAddress): BackendRuntime {
+    const b = vip.backends.get(addrKey(address));
+    if (!b) {
+      throw new LbError("LB_ERR_NOT_FOUND", `no backend ${addrKey(address)} in VIP ${vip.key}`, {
+        hint: `lbctl backend list ${vip.key} shows its backends`,
+      });
+    }
+    return b;
+  }
+
+  private state(b: BackendRuntime): BackendState {
+    if (!b.nextHop) return "pending";
+    return b.drained || b.weight === 0 ? "draining" : "active";
+  }
+
+  private view(vip: VipRuntime, b: BackendRuntime): BackendView {
+    return {
+      vip: vip.key,
+      address: addrKey(b.address),
+      port: b.encapPort,
+      name: b.name,
+      weight: b.weight,
+      state: this.state(b),
+      index: b.index,
+    };
+  }
+}

@@ -1,0 +1,309 @@
+// The daemon (`lbctl load`): the composition root. Validate everything first (config, interface,
+// socket, what is attached), then load → fill the maps → attach → serve; stop in reverse order
+// on SIGINT/SIGTERM. Returns the process exit code.
+import type { Logger } from "pino";
+import { ControlServer, socketIsLive } from "./api/control-server.js";
+import { makeHandler } from "./api/handlers.js";
+import { DEFAULT_SOCKET, type SettingOrigin, type StatusResult } from "./api/protocol.js";
+import type { DaemonOptions } from "./cli/daemon-options.js";
+import { loadConfigFile, type Config } from "./config/load.js";
+import { Reconciler } from "./core/reconciler.js";
+import { readStats } from "./core/stats.js";
+import { attachWithMode } from "./dataplane/attach-mode.js";
+import { freshBpfObject } from "./dataplane/bpf-build.js";
+import { BpfObject } from "./dataplane/bpf-object.js";
+import { detachXdp, queryXdp } from "./dataplane/xdp.js";
+import { parseAddress, type IpAddress } from "./lib/addr.js";
+import { LbError } from "./lib/errors.js";
+import { createLogger, isLogLevel, type LogLevel } from "./lib/log.js";
+import {
+  LB_FLOW_TABLE_SIZE,
+  LB_MAGLEV_SIZE_DEFAULT,
+  LB_SETTINGS_F_HAVE_V4,
+  LB_SETTINGS_F_HAVE_V6,
+  LbCounter,
+} from "./maps/abi.js";
+import { BalancerMaps } from "./maps/balancer-maps.js";
+import { getLink, primaryAddresses } from "./net/links.js";
+import { NextHopResolver, type NextHop as KernelNextHop } from "./net/next-hop.js";
+import type { NextHop, NextHopSource } from "./core/reconciler.js";
+
+/** Upkeep cadence: pending next hops and the no-neighbour counter every second, all next hops every 10 s. */
+const MAINTAIN_MS = 1000;
+const RECHECK_ALL_EVERY = 10;
+
+interface Resolved {
+  settings: Record<string, SettingOrigin>;
+  logLevel: LogLevel;
+  logFile: string | undefined;
+  socket: string;
+  maglevSize: number;
+  flowTableSize: number;
+}
+
+function pick<T extends string | number>(
+  flag: T | undefined,
+  envName: string,
+  parse: (text: string) => T,
+  config: T | undefined,
+  fallback: T | null,
+): SettingOrigin & { value: T | null } {
+  if (flag !== undefined) return { value: flag, from: "flag" };
+  const env = process.env[envName];
+  if (env !== undefined && env !== "") return { value: parse(env), from: "env" };
+  if (config !== undefined) return { value: config, from: "config" };
+  return { value: fallback, from: "default" };
+}
+
+function positiveInt(name: string) {
+  return (text: string): number => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n <= 0)
+      throw new LbError("LB_ERR_CONFIG", `${name}: expected a positive integer, got "${text}"`);
+    return n;
+  };
+}
+
+/** Flags > environment > config file > defaults; every setting remembers where it came from. */
+function resolveSettings(opts: DaemonOptions, config: Config | undefined): Resolved {
+  const level = pick<string>(
+    opts.logLevel,
+    "CAPLANCE_LOG_LEVEL",
+    (t) => t,
+    config?.settings.logLevel,
+    "info",
+  );
+  if (!isLogLevel(String(level.value)))
+    throw new LbError("LB_ERR_USAGE", `log level: unknown "${String(level.value)}"`);
+  const logFile = pick<string>(opts.logFile, "CAPLANCE_LOG_FILE", (t) => t, config?.settings.logFile, null);
+  const socket = pick<string>(opts.socket, "LBCTL_SOCKET", (t) => t, undefined, DEFAULT_SOCKET);
+  const maglev = pick<number>(
+    undefined,
+    "CAPLANCE_MAGLEV_SIZE",
+    positiveInt("CAPLANCE_MAGLEV_SIZE"),
+    config?.settings.maglevSize,
+    LB_MAGLEV_SIZE_DEFAULT,
+  );
+  const flows = pick<number>(
+    undefined,
+    "CAPLANCE_FLOW_TABLE_SIZE",
+    positiveInt("CAPLANCE_FLOW_TABLE_SIZE"),
+    undefined,
+    LB_FLOW_TABLE_SIZE,
+  );
+  return {
+    settings: {
+      log_level: level,
+      log_file: logFile,
+      socket,
+      maglev_size: maglev,
+      flow_table_size: flows,
+      mode: { value: opts.mode, from: "flag" },
+      config: { value: opts.config ?? null, from: opts.config ? "flag" : "default" },
+    },
+    logLevel: level.value as LogLevel,
+    logFile: logFile.value ?? undefined,
+    socket: socket.value ?? DEFAULT_SOCKET,
+    maglevSize: maglev.value ?? LB_MAGLEV_SIZE_DEFAULT,
+    flowTableSize: flows.value ?? LB_FLOW_TABLE_SIZE,
+  };
+}
+
+/** --source (one per family) else the interface's primary address of each family. */
+async function sourceAddresses(
+  opts: DaemonOptions,
+  iface: string,
+): Promise<{ v4?: IpAddress; v6?: IpAddress }> {
+  const given = opts.sources.map((s) => parseAddress(s));
+  const primary = await primaryAddresses(iface);
+  const v4 = given.find((a) => a.family === 2) ?? primary.v4;
+  const v6 = given.find((a) => a.family === 10) ?? primary.v6;
+  return { ...(v4 ? { v4 } : {}), ...(v6 ? { v6 } : {}) };
+}
+
+export async function runDaemon(opts: DaemonOptions): Promise<number> {
+  if (opts.keep) {
+    throw new LbError(
+      "LB_ERR_UNSUPPORTED",
+      "--keep (leave the data plane forwarding after stop) is not supported yet",
+      {
+        hint: "it arrives with hitless restart; run without --keep",
+      },
+    );
+  }
+  if (opts.mode === "nfqueue") {
+    throw new LbError("LB_ERR_UNSUPPORTED", "--mode nfqueue (the userspace fallback) is not supported yet", {
+      hint: "use --mode auto, native or generic",
+    });
+  }
+  const config = opts.config ? loadConfigFile(opts.config) : undefined; // nothing touched if it is bad
+  const resolved = resolveSettings(opts, config);
+  const log = createLogger({ level: resolved.logLevel, file: resolved.logFile });
+  const link = await getLink(opts.iface);
+  if (await socketIsLive(resolved.socket)) {
+    throw new LbError("LB_ERR_EXISTS", `a daemon already listens on ${resolved.socket}`, {
+      hint: "stop it first (lbctl status shows which interface it serves), or give this one another --socket",
+    });
+  }
+  const attached = queryXdp({ ifindex: link.ifindex, ifname: link.name });
+  if (attached.progId !== 0) {
+    throw new LbError(
+      "LB_ERR_EXISTS",
+      `interface ${link.name} already has an XDP program (id ${attached.progId}, ${attached.mode})`,
+      {
+        hint: `if no lbctl load is running on it, remove it with: lbctl unload --iface ${link.name}`,
+      },
+    );
+  }
+  const sources = await sourceAddresses(opts, link.name);
+  if (!sources.v4 && !sources.v6) {
+    throw new LbError("LB_ERR_CONFIG", `interface ${link.name} has no address to use as the outer source`, {
+      hint: "give one with --source IP",
+    });
+  }
+  return serve(opts, resolved, config, link, sources, log);
+}
+
+async function serve(
+  opts: DaemonOptions,
+  resolved: Resolved,
+  config: Config | undefined,
+  link: { ifindex: number; name: string },
+  sources: { v4?: IpAddress; v6?: IpAddress },
+  log: Logger,
+): Promise<number> {
+  const started = Date.now();
+  const objectPath = freshBpfObject("balancer", (line) => {
+    log.info(line);
+  });
+  const obj = BpfObject.open(objectPath, { maxEntries: { lb_flows: resolved.flowTableSize } });
+  const cleanups: (() => void | Promise<void>)[] = [
+    () => {
+      obj.close();
+    },
+  ];
+  const stop = async (): Promise<void> => {
+    for (const cleanup of cleanups.reverse()) {
+      try {
+        await cleanup();
+      } catch (err) {
+        log.warn({ err }, "cleanup step failed");
+      }
+    }
+  };
+  try {
+    obj.load();
+    const maps = BalancerMaps.fromObject(obj);
+    maps.setSettings({
+      srcV4: sources.v4?.bytes.slice(0, 4) ?? new Uint8Array(4),
+      srcV6: sources.v6?.bytes ?? new Uint8Array(16),
+      maglevSize: resolved.maglevSize,
+      flags: (sources.v4 ? LB_SETTINGS_F_HAVE_V4 : 0) | (sources.v6 ? LB_SETTINGS_F_HAVE_V6 : 0),
+    });
+    const reconciler = new Reconciler(maps, kernelNextHops(), {
+      maglevSize: resolved.maglevSize,
+      log: log.child({ module: "reconciler" }),
+    });
+    for (const warning of await reconciler.applyDesired(config?.desired ?? { vips: [] })) log.warn(warning);
+
+    const { mode, reason } = await attachWithMode(
+      { ifindex: link.ifindex, ifname: link.name },
+      obj.progFd("lb_balancer"),
+      opts.mode === "nfqueue" ? "auto" : opts.mode,
+      log,
+    );
+    cleanups.push(() => {
+      detachXdp({ ifindex: link.ifindex, ifname: link.name }, mode);
+    });
+
+    const status = (): StatusResult => ({
+      iface: link.name,
+      ifindex: link.ifindex,
+      mode,
+      modeReason: reason,
+      pid: process.pid,
+      socket: resolved.socket,
+      config: opts.config ?? null,
+      vips: reconciler.listVips().length,
+      backends: reconciler.backendCount,
+      uptimeSeconds: Math.round((Date.now() - started) / 1000),
+      settings: resolved.settings,
+    });
+    const server = await ControlServer.listen(
+      resolved.socket,
+      makeHandler({ reconciler, status, stats: () => readStats(maps, reconciler) }),
+      log.child({ module: "control" }),
+    );
+    cleanups.push(() => server.close());
+
+    const timer = maintainLoop(reconciler, maps, log);
+    cleanups.push(() => {
+      clearInterval(timer);
+    });
+    log.info(
+      { iface: link.name, mode, socket: resolved.socket, vips: reconciler.listVips().length },
+      "caplance ready",
+    );
+    await untilStopSignal(log);
+    log.info("stopping");
+    await stop();
+    return 0;
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Next hops from the kernel's routes and neighbours (src/net), as the reconciler wants them. */
+function kernelNextHops(): NextHopSource {
+  const resolver = new NextHopResolver();
+  return {
+    resolve: (address, opts) => resolver.resolve(address, opts),
+    recheck: async (address, previous: NextHop) => {
+      const r = await resolver.recheck(address, previous as KernelNextHop);
+      return r.status === "unresolved" ? undefined : r.nextHop;
+    },
+  };
+}
+
+/** Re-probes pending backends every tick, every backend when no_neigh moves or every 10 ticks. */
+function maintainLoop(reconciler: Reconciler, maps: BalancerMaps, log: Logger): NodeJS.Timeout {
+  let ticks = 0;
+  let noNeigh = -1n;
+  let running = false;
+  return setInterval(() => {
+    if (running) return;
+    running = true;
+    ticks++;
+    const now = maps.readCounters()[LbCounter.LB_C_NO_NEIGH] ?? 0n;
+    const all = now !== noNeigh && noNeigh >= 0n ? true : ticks % RECHECK_ALL_EVERY === 0;
+    if (now !== noNeigh && noNeigh >= 0n)
+      log.info({ noNeigh: Number(now) }, "no-neighbour counter moved: re-probing next hops");
+    noNeigh = now;
+    reconciler
+      .maintain(all)
+      .catch((err: unknown) => {
+        log.warn({ err }, "next-hop upkeep failed");
+      })
+      .finally(() => {
+        running = false;
+      });
+  }, MAINTAIN_MS);
+}
+
+function untilStopSignal(log: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (signal: string): void => {
+      log.info({ signal }, "signal received");
+      process.off("SIGINT", done);
+      process.off("SIGTERM", done);
+      resolve();
+    };
+    process.on("SIGINT", done);
+    process.on("SIGTERM", done);
+    // Reload arrives with the operations work; until then SIGHUP must not kill the daemon.
+    process.on("SIGHUP", () => {
+      log.warn("SIGHUP: reload is not supported yet; ignoring");
+    });
+  });
+}

@@ -1,0 +1,65 @@
+// `--mode auto|native|generic`: attach the balancer and say why that mode. auto tries native
+// XDP, except on a veth whose peer cannot be seen to run XDP (native XDP_TX/redirect frames
+// are then silently lost: DESIGN.md), and falls back to generic when native is refused.
+import type { Logger } from "pino";
+import { LbError } from "../lib/errors.js";
+import { execIp } from "../net/ip-json.js";
+import { attachXdp, type XdpMode } from "./xdp.js";
+
+export type RequestedMode = "auto" | "native" | "generic";
+
+interface IpDetail {
+  ifindex: number;
+  link_index?: number;
+  link_netnsid?: number;
+  xdp?: unknown;
+  linkinfo?: { info_kind?: string };
+}
+
+async function linkDetail(selector: string[]): Promise<IpDetail | undefined> {
+  const out = await execIp(["-d", "link", "show", ...selector]);
+  if (!out.ok) return undefined;
+  const parsed = JSON.parse(out.stdout) as IpDetail[];
+  return parsed[0];
+}
+
+/** Why native XDP on this interface would lose frames, or undefined when it looks fine. */
+export async function nativeRisk(ifname: string): Promise<string | undefined> {
+  const link = await linkDetail(["dev", ifname]);
+  if (link?.linkinfo?.info_kind !== "veth") return undefined;
+  if (link.link_netnsid !== undefined || link.link_index === undefined) {
+    return "veth peer is in another namespace, so whether it runs XDP (needed for native XDP_TX) cannot be checked";
+  }
+  const peer = await linkDetail(["dev", `#${link.link_index}`]).catch(() => undefined);
+  return peer?.xdp ? undefined : "veth peer has no XDP program (native XDP_TX frames would be lost)";
+}
+
+export async function attachWithMode(
+  target: { ifindex: number; ifname: string },
+  progFd: number,
+  requested: RequestedMode,
+  log: Logger,
+): Promise<{ mode: XdpMode; reason: string }> {
+  if (requested !== "auto") {
+    attachXdp(target, progFd, requested);
+    return { mode: requested, reason: "requested" };
+  }
+  const risk = await nativeRisk(target.ifname);
+  if (risk) {
+    attachXdp(target, progFd, "generic");
+    const reason = `auto: generic because ${risk}; use --mode native when the peer runs XDP`;
+    log.info({ iface: target.ifname, mode: "generic", reason }, "XDP mode chosen");
+    return { mode: "generic", reason };
+  }
+  try {
+    attachXdp(target, progFd, "native");
+    log.info({ iface: target.ifname, mode: "native" }, "XDP mode chosen");
+    return { mode: "native", reason: "auto: native XDP attached" };
+  } catch (err) {
+    const why = err instanceof LbError ? err.message : String(err);
+    attachXdp(target, progFd, "generic");
+    const reason = `auto: generic because native was refused (${why})`;
+    log.info({ iface: target.ifname, mode: "generic", reason }, "XDP mode chosen");
+    return { mode: "generic", reason };
+  }
+}

@@ -1,0 +1,196 @@
+// The reconciler against the in-memory maps: what it writes, and in which order.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { Reconciler, type NextHop, type NextHopSource } from "../../src/core/reconciler.js";
+import type { BackendSpec, VipRef } from "../../src/core/types.js";
+import { parseAddress, type IpAddress } from "../../src/lib/addr.js";
+import {
+  LB_BACKEND_F_IN_USE,
+  LB_BACKEND_F_NEIGH,
+  LB_NO_BACKEND,
+  LB_VIP_ADDR_F_PORTS,
+  LB_VIP_ADDR_F_WILDCARD,
+} from "../../src/maps/abi.js";
+import { BalancerMaps } from "../../src/maps/balancer-maps.js";
+import type { Backend } from "../../src/maps/codec.js";
+
+const M = 251;
+
+/** Resolves every address except those listed as unreachable (a test double of src/net). */
+class StaticNextHops implements NextHopSource {
+  readonly unreachable = new Set<string>();
+  resolve(address: IpAddress): Promise<NextHop | undefined> {
+    const key = Array.from(address.bytes).join(".");
+    if (this.unreachable.has(key)) return Promise.resolve(undefined);
+    return Promise.resolve({
+      ifindex: 3,
+      smac: new Uint8Array(6).fill(1),
+      dmac: new Uint8Array(6).fill(2),
+      mtu: 1500,
+    });
+  }
+  recheck(address: IpAddress): Promise<NextHop | undefined> {
+    return this.resolve(address);
+  }
+  block(text: string): void {
+    this.unreachable.add(Array.from(parseAddress(text).bytes).join("."));
+  }
+  unblock(text: string): void {
+    this.unreachable.delete(Array.from(parseAddress(text).bytes).join("."));
+  }
+}
+
+/** In-memory maps that also record the order of backend and table writes. */
+class RecordingMaps extends BalancerMaps {
+  readonly log: string[] = [];
+  override putBackend(index: number, backend: Backend): void {
+    this.log.push(`put ${index}`);
+    super.putBackend(index, backend);
+  }
+  override deleteBackend(index: number): void {
+    this.log.push(`delete ${index}`);
+    super.deleteBackend(index);
+  }
+  override replaceTable(vipId: number, table: Uint32Array): void {
+    const members = [...new Set(table)].filter((i) => i !== LB_NO_BACKEND).sort((a, b) => a - b);
+    this.log.push(`table ${vipId} [${members.join(",")}]`);
+    super.replaceTable(vipId, table);
+  }
+}
+
+const vip = (text: string, proto: "tcp" | "udp" = "tcp", port = 80): VipRef => ({
+  proto,
+  address: parseAddress(text),
+  port,
+});
+const be = (text: string, weight = 1): BackendSpec => ({
+  address: parseAddress(text),
+  encapPort: 6080,
+  weight,
+});
+
+function setup(): { maps: RecordingMaps; hops: StaticNextHops; rec: Reconciler } {
+  const maps = new RecordingMaps(BalancerMaps.inMemory().maps);
+  const hops = new StaticNextHops();
+  return { maps, hops, rec: new Reconciler(maps, hops, { maglevSize: M, resolveWaitMs: 50 }) };
+}
+
+function members(maps: BalancerMaps, vipId: number): number[] {
+  return [...new Set(maps.readTable(vipId) ?? [])].filter((i) => i !== LB_NO_BACKEND).sort((a, b) => a - b);
+}
+
+test("a VIP with three backends: entries, flags, table", async () => {
+  const { maps, rec } = setup();
+  const web = vip("198.18.1.1");
+  await rec.addVip(web, "5tuple");
+  for (const a of ["198.18.0.11", "198.18.0.12", "198.18.0.13"]) await rec.addBackend(web, be(a));
+  const v = maps.getVip({ address: web.address.bytes, port: 80, family: 2, proto: 6 });
+  assert.deepEqual(v, { vipId: 0, flags: 0 });
+  assert.equal(
+    maps.getVipAddr({ address: web.address.bytes, family: 2, proto: 6 })?.flags,
+    LB_VIP_ADDR_F_PORTS,
+  );
+  assert.deepEqual(members(maps, 0), [0, 1, 2]);
+  assert.equal(maps.getBackend(1)?.flags, LB_BACKEND_F_IN_USE | LB_BACKEND_F_NEIGH);
+  assert.deepEqual(
+    rec.listBackends().map((b) => `${b.address}:${b.state}`),
+    ["198.18.0.11:active", "198.18.0.12:active", "198.18.0.13:active"],
+  );
+  // Entry before the table that names it.
+  assert.deepEqual(maps.log.slice(0, 3), ["table 0 []", "put 0", "table 0 [0]"]);
+});
+
+test("drain keeps the entry and leaves the table; resume brings it back", async () => {
+  const { maps, rec } = setup();
+  const web = vip("198.18.1.1");
+  await rec.addVip(web, "5tuple");
+  await rec.addBackend(web, be("198.18.0.11"));
+  await rec.addBackend(web, be("198.18.0.12"));
+  const drained = await rec.setDrained(web, parseAddress("198.18.0.11"), true);
+  assert.equal(drained.state, "draining");
+  assert.deepEqual(members(maps, 0), [1]);
+  assert.equal(
+    maps.getBackend(0)?.flags,
+    LB_BACKEND_F_IN_USE | LB_BACKEND_F_NEIGH,
+    "drained backend keeps its flows",
+  );
+  await rec.setDrained(web, parseAddress("198.18.0.11"), false);
+  assert.deepEqual(members(maps, 0), [0, 1]);
+});
+
+test("remove: table first, then the entry; the index is not reused at once", async () => {
+  const { maps, rec } = setup();
+  const web = vip("198.18.1.1");
+  await rec.addVip(web, "5tuple");
+  await rec.addBackend(web, be("198.18.0.11"));
+  await rec.addBackend(web, be("198.18.0.12"));
+  maps.log.length = 0;
+  await rec.removeBackend(web, parseAddress("198.18.0.11"));
+  assert.deepEqual(maps.log, ["table 0 [1]", "delete 0"]);
+  assert.equal(maps.getBackend(0), undefined);
+  const again = await rec.addBackend(web, be("198.18.0.11"));
+  assert.notEqual(again.backend.index, 0, "a freed index waits for every other one");
+});
+
+test("pending next hop: not in the table until it resolves", async () => {
+  const { maps, hops, rec } = setup();
+  const web = vip("198.18.1.1");
+  await rec.addVip(web, "5tuple");
+  hops.block("198.18.0.14");
+  const added = await rec.addBackend(web, be("198.18.0.14"));
+  assert.equal(added.backend.state, "pending");
+  assert.match(added.warning ?? "", /pending/);
+  assert.deepEqual(members(maps, 0), []);
+  assert.equal(maps.getBackend(added.backend.index), undefined);
+  hops.unblock("198.18.0.14");
+  await rec.maintain(false);
+  assert.deepEqual(members(maps, 0), [added.backend.index]);
+  assert.equal(rec.listBackends()[0]?.state, "active");
+});
+
+test("VIP addresses: flags are the union of the VIPs on them; removal cleans up", async () => {
+  const { maps, rec } = setup();
+  const http = vip("198.18.1.1");
+  const all = vip("198.18.1.1", "tcp", 0);
+  await rec.addVip(http, "5tuple");
+  await rec.addVip(all, "src-ip");
+  const key = { address: http.address.bytes, family: 2 as const, proto: 6 };
+  assert.equal(maps.getVipAddr(key)?.flags, LB_VIP_ADDR_F_PORTS | LB_VIP_ADDR_F_WILDCARD);
+  await rec.addBackend(all, be("198.18.0.11"));
+  await rec.removeVip(http);
+  assert.equal(maps.getVipAddr(key)?.flags, LB_VIP_ADDR_F_WILDCARD);
+  await rec.removeVip(all);
+  assert.equal(maps.getVipAddr(key), undefined);
+  assert.equal(maps.readTable(1), undefined);
+  assert.equal(maps.getBackend(0), undefined, "a removed VIP's backends are gone");
+});
+
+test("errors name the object: duplicate VIP, unknown VIP, duplicate backend", async () => {
+  const { rec } = setup();
+  const web = vip("198.18.1.1");
+  await rec.addVip(web, "5tuple");
+  await assert.rejects(rec.addVip(web, "5tuple"), /VIP tcp\/198\.18\.1\.1:80 already exists/);
+  await assert.rejects(rec.addBackend(vip("198.18.1.9"), be("198.18.0.11")), /no VIP tcp\/198\.18\.1\.9:80/);
+  await rec.addBackend(web, be("198.18.0.11"));
+  await assert.rejects(rec.addBackend(web, be("198.18.0.11")), /backend 198\.18\.0\.11 already exists/);
+  await assert.rejects(rec.removeBackend(web, parseAddress("198.18.0.99")), /no backend 198\.18\.0\.99/);
+});
+
+test("applyDesired adds, keeps and removes to match", async () => {
+  const { maps, rec } = setup();
+  const web = vip("198.18.1.1");
+  await rec.applyDesired({
+    vips: [{ vip: web, hash: "5tuple", backends: [be("198.18.0.11"), be("198.18.0.12", 2)] }],
+  });
+  assert.equal(rec.listBackends().length, 2);
+  await rec.applyDesired({
+    vips: [{ vip: web, hash: "5tuple", backends: [be("198.18.0.12", 2), be("198.18.0.13")] }],
+  });
+  assert.deepEqual(
+    rec.listBackends().map((b) => b.address),
+    ["198.18.0.12", "198.18.0.13"],
+  );
+  await rec.applyDesired({ vips: [] });
+  assert.equal(rec.listVips().length, 0);
+  assert.equal(maps.readTable(0), undefined);
+});
