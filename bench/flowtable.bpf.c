@@ -57,6 +57,18 @@ static __always_inline int ft_key(struct xdp_md *ctx, struct lb_flow_key *key)
 		return XDP_PASS;                                                                   \
 	}
 
+/* Lookup only, in the shared LRU: with 1M keys and a different one each run, this is the
+ * memory-latency floor of any flow-table hit. */
+SEC("xdp") int ft_lookup_lru(struct xdp_md *ctx)
+{
+	struct lb_flow_key key = {};
+
+	if (ft_key(ctx, &key))
+		return XDP_ABORTED;
+	bpf_map_lookup_elem(&ft_lru, &key);
+	return XDP_PASS;
+}
+
 FT_PROG(ft_insert_lru, ft_lru)
 FT_PROG(ft_insert_lru_nocommon, ft_lru_nocommon)
 FT_PROG(ft_insert_lru_percpu, ft_lru_percpu)

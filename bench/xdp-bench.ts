@@ -64,6 +64,13 @@ export interface XdpFigures {
   established_v6_ns: number;
   established_1m_flows_v4_ns: number;
   restore_wrapper_ns: number;
+  /** Flow-table variants alone (bench/flowtable.bpf.c): inserts of new keys, and lookups. */
+  ft_insert_lru_ns: number;
+  ft_insert_lru_nocommon_ns: number;
+  ft_insert_lru_percpu_ns: number;
+  ft_insert_hash_ns: number;
+  ft_lookup_lru_hot_ns: number;
+  ft_lookup_lru_1m_ns: number;
 }
 
 function median(values: number[]): number {
@@ -76,6 +83,7 @@ class Bench {
   private readonly floors: BpfObject;
   private readonly balancer: BpfObject;
   private readonly restore: BpfObject;
+  private readonly flowtable: BpfObject;
   readonly maps: BalancerMaps;
 
   constructor() {
@@ -85,6 +93,8 @@ class Bench {
     this.balancer.load();
     this.restore = BpfObject.open(bpfObjectPath("restore"));
     this.restore.load();
+    this.flowtable = BpfObject.open(bpfObjectPath("flowtable"));
+    this.flowtable.load();
     this.maps = BalancerMaps.fromObject(this.balancer);
     installScenario(this.maps, VIPS);
     // floor_lookup/floor_encap's one service: 198.18.1.1:80/tcp -> 198.18.0.11.
@@ -96,9 +106,14 @@ class Bench {
     services.update(key, parseAddress("198.18.0.11").bytes.slice(0, 4));
   }
 
-  prog(obj: "floors" | "balancer" | "restore", name: string): number {
-    const o = obj === "floors" ? this.floors : obj === "balancer" ? this.balancer : this.restore;
-    return o.progFd(name);
+  prog(obj: "floors" | "balancer" | "restore" | "flowtable", name: string): number {
+    const objects = {
+      floors: this.floors,
+      balancer: this.balancer,
+      restore: this.restore,
+      flowtable: this.flowtable,
+    };
+    return objects[obj].progFd(name);
   }
 
   /** Average ns per run of prog over `frame`, repeat times in the kernel. */
@@ -124,9 +139,8 @@ class Bench {
     return this.prog("restore", "bench_restore");
   }
 
-  /** Fills lb_flows with MANY_FLOWS established flows in the restore wrapper's numbering. */
-  fillFlows(): void {
-    const flows = this.maps.maps.flows;
+  /** Fills a flow map (lb_flows by default) with MANY_FLOWS flows in the wrapper's numbering. */
+  fillFlows(flows = this.maps.maps.flows): void {
     const chunk = 65536;
     const keys = new Uint8Array(chunk * flows.keySize);
     const values = new Uint8Array(chunk * flows.valueSize);
@@ -145,7 +159,12 @@ class Bench {
     }
   }
 
+  flowTableMap(name: string): LibbpfMap {
+    return LibbpfMap.fromFd(this.flowtable.mapFd(name), name);
+  }
+
   close(): void {
+    this.flowtable.close();
     this.restore.close();
     this.balancer.close();
     this.floors.close();
@@ -175,6 +194,8 @@ export function runXdpBench(log: (line: string) => void): XdpFigures {
     Native.get().progTestRun(lb, ackV6);
     log("bench: filling lb_flows with 1M flows");
     b.fillFlows();
+    b.fillFlows(b.flowTableMap("ft_lru"));
+    const ft = (name: string): number => b.prog("flowtable", name);
 
     const samples: Record<string, number[]> = {};
     const add = (key: string, value: number): void => {
@@ -192,6 +213,12 @@ export function runXdpBench(log: (line: string) => void): XdpFigures {
       add("wrap_pass_flows", b.direct(b.arm(pass, synV4, MANY_FLOWS), synV4));
       add("wrap_new_flow", b.direct(b.arm(lb, newSynV4, MANY_FLOWS), newSynV4));
       add("wrap_1m", b.direct(b.arm(lb, ackV4, MANY_FLOWS), ackV4));
+      for (const p of ["ft_insert_lru", "ft_insert_lru_nocommon", "ft_insert_lru_percpu", "ft_insert_hash"]) {
+        add(p, b.direct(b.arm(ft(p), newSynV4, MANY_FLOWS), newSynV4));
+      }
+      add("ft_lookup_hot", b.direct(b.arm(ft("ft_lookup_lru"), ackV4, 1), ackV4));
+      add("wrap_pass_one_flow", b.direct(b.arm(pass, ackV4, 1), ackV4));
+      add("ft_lookup_1m", b.direct(b.arm(ft("ft_lookup_lru"), ackV4, MANY_FLOWS), ackV4));
     }
     const m = (key: string): number => median(samples[key] ?? []);
     const floorPass = m("floor_pass");
@@ -208,6 +235,12 @@ export function runXdpBench(log: (line: string) => void): XdpFigures {
       established_v6_ns: unwrap("wrap_est_v6", "wrap_pass_v6"),
       established_1m_flows_v4_ns: unwrap("wrap_1m", "wrap_pass_flows"),
       restore_wrapper_ns: m("wrap_pass") - floorPass,
+      ft_insert_lru_ns: unwrap("ft_insert_lru", "wrap_pass_flows"),
+      ft_insert_lru_nocommon_ns: unwrap("ft_insert_lru_nocommon", "wrap_pass_flows"),
+      ft_insert_lru_percpu_ns: unwrap("ft_insert_lru_percpu", "wrap_pass_flows"),
+      ft_insert_hash_ns: unwrap("ft_insert_hash", "wrap_pass_flows"),
+      ft_lookup_lru_hot_ns: unwrap("ft_lookup_hot", "wrap_pass_one_flow"),
+      ft_lookup_lru_1m_ns: unwrap("ft_lookup_1m", "wrap_pass_flows"),
     };
   } finally {
     b.close();

@@ -8,19 +8,26 @@
 #include "hash.h"
 #include "stats.h"
 
-static __always_inline struct lb_vip *lb_lookup_vip(const struct lb_pkt *pkt)
+/* The VIP of (address, port, protocol): the address entry's inline VIP when it is the one port
+ * VIP there (the common case: one hash lookup saved), else lb_vips by port, then port 0. */
+static __always_inline struct lb_vip *lb_lookup_vip(struct lb_pkt *pkt)
 {
 	struct lb_vip_key key = {};
 	struct lb_vip *vip = NULL;
+	__u32 flags = pkt->addr.flags;
 
+	if (flags & LB_VIP_ADDR_F_INLINE) {
+		if (pkt->addr.port_be == pkt->key.dport_be)
+			return &pkt->addr.vip;
+	}
 	__builtin_memcpy(key.addr, pkt->key.dst, 16);
 	key.family = pkt->key.family;
 	key.proto = pkt->key.proto;
-	if (pkt->addr_flags & LB_VIP_ADDR_F_PORTS) {
+	if ((flags & LB_VIP_ADDR_F_PORTS) && !(flags & LB_VIP_ADDR_F_INLINE)) {
 		key.port_be = pkt->key.dport_be;
 		vip = bpf_map_lookup_elem(&lb_vips, &key);
 	}
-	if (!vip && (pkt->addr_flags & LB_VIP_ADDR_F_WILDCARD)) {
+	if (!vip && (flags & LB_VIP_ADDR_F_WILDCARD)) {
 		key.port_be = 0;
 		vip = bpf_map_lookup_elem(&lb_vips, &key);
 	}

@@ -34,7 +34,7 @@ struct lb_pkt {
 	};
 	__u32 l2_len;    /* Ethernet header, with the VLAN tag if any: 14 or 18 */
 	__u32 l3_len;    /* IP packet length from its header */
-	__u32 addr_flags; /* LB_VIP_ADDR_F_* of the destination address */
+	struct lb_vip_addr addr; /* the destination address's entry in lb_vip_addrs */
 	__u8 tos;        /* IPv4 TOS / IPv6 traffic class */
 	__u8 tcp_flags;  /* TCP flags byte, 0 for UDP */
 	__u8 pad[2];
@@ -101,7 +101,7 @@ static __always_inline int lb_parse_ipv4(void *l3, void *data_end, struct lb_pkt
 	vip_addr = lb_lookup_vip_addr(pkt, ip->protocol);
 	if (!vip_addr)
 		return -LB_C_PASS_NOT_VIP;
-	pkt->addr_flags = vip_addr->flags;
+	pkt->addr = *vip_addr;
 	if (ip->ihl < 5)
 		return LB_DROP_TRUNCATED;
 	if (ip->ihl != 5)
@@ -138,7 +138,7 @@ static __always_inline int lb_parse_ipv6(void *l3, void *data_end, struct lb_pkt
 	vip_addr = lb_lookup_vip_addr(pkt, ip6->nexthdr);
 	if (!vip_addr)
 		return -LB_C_PASS_NOT_VIP;
-	pkt->addr_flags = vip_addr->flags;
+	pkt->addr = *vip_addr;
 	pkt->tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
 	pkt->l3_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
 	if (l3 + pkt->l3_len > data_end)

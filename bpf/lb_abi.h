@@ -13,7 +13,7 @@
 
 #include <linux/types.h>
 
-#define LB_ABI_VERSION 1
+#define LB_ABI_VERSION 2
 
 /* Sizes. The flow table size is a default the loader may override before load. */
 #ifndef LB_MAX_VIPS
@@ -85,11 +85,19 @@ struct lb_vip_addr_key {
 	__u8 proto;  /* IPPROTO_TCP / IPPROTO_UDP */
 	__u8 pad[2];
 };
+struct lb_vip {
+	__u32 vip_id; /* index into lb_tables and lb_vip_stats, < LB_MAX_VIPS */
+	__u32 flags;  /* LB_VIP_F_* */
+};
 struct lb_vip_addr {
-	__u32 flags; /* LB_VIP_ADDR_F_* */
+	__u32 flags;     /* LB_VIP_ADDR_F_* */
+	__u16 port_be;   /* with LB_VIP_ADDR_F_INLINE: the port of the address's one port VIP */
+	__u16 pad;
+	struct lb_vip vip; /* with LB_VIP_ADDR_F_INLINE: that VIP, so no lb_vips lookup is needed */
 };
 #define LB_VIP_ADDR_F_PORTS (1u << 0)    /* some VIP on this address has a specific port */
 #define LB_VIP_ADDR_F_WILDCARD (1u << 1) /* a port-0 (all ports) VIP exists on this address */
+#define LB_VIP_ADDR_F_INLINE (1u << 2)   /* exactly one port VIP: it is in port_be/vip */
 
 /* lb_vips: (address, port, protocol) -> VIP. Port 0 = all ports of that address. */
 struct lb_vip_key {
@@ -97,10 +105,6 @@ struct lb_vip_key {
 	__u16 port_be; /* destination port, network order; 0 = all ports */
 	__u8 family;
 	__u8 proto;
-};
-struct lb_vip {
-	__u32 vip_id; /* index into lb_tables and lb_vip_stats, < LB_MAX_VIPS */
-	__u32 flags;  /* LB_VIP_F_* */
 };
 /* Hash fields. Exactly one of these (none = 5-tuple). */
 #define LB_VIP_F_HASH_SRC_IP (1u << 0)      /* source address only */

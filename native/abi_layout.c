@@ -58,6 +58,9 @@ static const struct abi_field fields[] = {
 	F(lb_vip_addr_key, pad),
 
 	F(lb_vip_addr, flags),
+	F(lb_vip_addr, port_be),
+	F(lb_vip_addr, pad),
+	F(lb_vip_addr, vip),
 
 	F(lb_vip_key, addr),
 	F(lb_vip_key, port_be),
@@ -123,6 +126,7 @@ static const struct abi_const consts[] = {
 	C(LB_SETTINGS_F_HAVE_V6),
 	C(LB_VIP_ADDR_F_PORTS),
 	C(LB_VIP_ADDR_F_WILDCARD),
+	C(LB_VIP_ADDR_F_INLINE),
 	C(LB_VIP_F_HASH_SRC_IP),
 	C(LB_VIP_F_HASH_SRC_IP_PORT),
 	C(LB_BACKEND_F_IN_USE),

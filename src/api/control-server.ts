@@ -80,23 +80,33 @@ function serveConnection(socket: Socket, handle: Handler, log: Logger): void {
   socket.on("error", (err) => {
     log.debug({ err }, "control connection error");
   });
+  let refused = false;
+  const tooLong = (): void => {
+    reply({
+      id: 0,
+      ok: false,
+      error: { code: "LB_ERR_REQUEST", message: `request longer than ${MAX_REQUEST_BYTES} bytes` },
+    });
+    refused = true; // whatever else arrives is dropped, not buffered
+    buffered = "";
+    socket.end();
+  };
   socket.on("data", (chunk: string) => {
+    if (refused) return;
     buffered += chunk;
-    if (buffered.length > MAX_REQUEST_BYTES && !buffered.includes("\n")) {
-      reply({
-        id: 0,
-        ok: false,
-        error: { code: "LB_ERR_REQUEST", message: `request longer than ${MAX_REQUEST_BYTES} bytes` },
-      });
-      socket.end();
-      return;
-    }
+    // Complete lines are measured too: a long line's newline can arrive in the same read.
     let newline: number;
     while ((newline = buffered.indexOf("\n")) >= 0) {
-      const line = buffered.slice(0, newline).trim();
+      const raw = buffered.slice(0, newline);
       buffered = buffered.slice(newline + 1);
+      if (Buffer.byteLength(raw) > MAX_REQUEST_BYTES) {
+        tooLong();
+        return;
+      }
+      const line = raw.trim();
       if (line) void answer(line, handle, reply, log);
     }
+    if (Buffer.byteLength(buffered) > MAX_REQUEST_BYTES) tooLong();
   });
 }
 

@@ -25,6 +25,6 @@ export interface DaemonOptions {
 
 export interface UnloadOptions {
   iface: string;
-  /** Resolved by the CLI (--socket, else $LBCTL_SOCKET, else DEFAULT_SOCKET). */
+  /** Only when --socket was given; runUnload applies $LBCTL_SOCKET, then DEFAULT_SOCKET. */
   socket?: string;
 }

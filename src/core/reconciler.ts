@@ -11,13 +11,12 @@ import {
   LB_BACKEND_F_NEIGH,
   LB_MAX_BACKENDS,
   LB_MAX_VIPS,
-  LB_VIP_ADDR_F_PORTS,
-  LB_VIP_ADDR_F_WILDCARD,
   LB_VIP_F_HASH_SRC_IP,
   LB_VIP_F_HASH_SRC_IP_PORT,
 } from "../maps/abi.js";
 import type { BalancerMaps } from "../maps/balancer-maps.js";
 import { IndexAllocator, LowestFreeAllocator } from "./index-allocator.js";
+import { vipAddrEntry } from "./vip-addr.js";
 import {
   PROTO_NUMBER,
   type BackendSpec,
@@ -307,14 +306,12 @@ export class Reconciler {
 
   /** lb_vip_addrs for one (address, protocol): the union of its VIPs, or gone when none. */
   private writeVipAddr(ref: VipRef): void {
-    let flags = 0;
-    for (const v of this.vips.values()) {
-      if (v.ref.proto === ref.proto && addrKey(v.ref.address) === addrKey(ref.address)) {
-        flags |= v.ref.port === 0 ? LB_VIP_ADDR_F_WILDCARD : LB_VIP_ADDR_F_PORTS;
-      }
-    }
+    const onAddress = [...this.vips.values()]
+      .filter((v) => v.ref.proto === ref.proto && addrKey(v.ref.address) === addrKey(ref.address))
+      .map((v) => ({ port: v.ref.port, vipId: v.id, flags: HASH_FLAGS[v.hash] }));
+    const entry = vipAddrEntry(onAddress);
     const key = { address: ref.address.bytes, family: ref.address.family, proto: PROTO_NUMBER[ref.proto] };
-    if (flags) this.maps.putVipAddr(key, { flags });
+    if (entry) this.maps.putVipAddr(key, entry);
     else this.maps.deleteVipAddr(key);
   }
 

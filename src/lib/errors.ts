@@ -18,6 +18,7 @@ export const LB_ERROR_CODES = [
   "LB_ERR_NOT_FOUND", // naming a VIP or backend that does not exist
   "LB_ERR_REQUEST", // a malformed control-socket request
   "LB_ERR_UNSUPPORTED", // a capability that this build does not have yet
+  "LB_ERR_INTERNAL", // a bug: an unexpected exception behind the control socket
 ] as const;
 export type LbErrorCode = (typeof LB_ERROR_CODES)[number];
 

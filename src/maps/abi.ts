@@ -1,7 +1,7 @@
 // The TypeScript mirror of bpf/lb_abi.h: constants under their C names and every struct's
 // size and field offsets. test/abi/ checks each of them against the compiled C layout.
 
-export const LB_ABI_VERSION = 1;
+export const LB_ABI_VERSION = 2;
 
 export const LB_MAX_VIPS = 1024;
 export const LB_MAX_BACKENDS = 65536;
@@ -39,6 +39,7 @@ export const LB_SETTINGS_F_HAVE_V4 = 1 << 0;
 export const LB_SETTINGS_F_HAVE_V6 = 1 << 1;
 export const LB_VIP_ADDR_F_PORTS = 1 << 0;
 export const LB_VIP_ADDR_F_WILDCARD = 1 << 1;
+export const LB_VIP_ADDR_F_INLINE = 1 << 2;
 export const LB_VIP_F_HASH_SRC_IP = 1 << 0;
 export const LB_VIP_F_HASH_SRC_IP_PORT = 1 << 1;
 export const LB_BACKEND_F_IN_USE = 1 << 0;
@@ -120,8 +121,8 @@ export const VipAddrKeyLayout = {
 
 export const VipAddrLayout = {
   name: "lb_vip_addr",
-  size: 4,
-  fields: { flags: 0 },
+  size: 16,
+  fields: { flags: 0, port_be: 4, vip: 8 },
 } as const satisfies StructLayout;
 
 export const VipKeyLayout = {

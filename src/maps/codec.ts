@@ -42,6 +42,9 @@ export interface VipAddrKey {
 export interface VipAddrValue {
   /** LB_VIP_ADDR_F_*. */
   readonly flags: number;
+  /** With LB_VIP_ADDR_F_INLINE: the address's one port VIP (host-order port) and that VIP. */
+  readonly port: number;
+  readonly vip: Vip;
 }
 
 export interface VipKey {
@@ -222,13 +225,22 @@ export function decodeVipAddrKey(b: Uint8Array): VipAddrKey {
 }
 
 export function encodeVipAddr(a: VipAddrValue): Uint8Array {
-  return new Writer(VipAddrLayout.name, VipAddrLayout.size).u32("flags", VipAddrLayout.fields.flags, a.flags)
-    .bytes;
+  const f = VipAddrLayout.fields;
+  const out = new Writer(VipAddrLayout.name, VipAddrLayout.size)
+    .u32("flags", f.flags, a.flags)
+    .u16be("port_be", f.port_be, a.port).bytes;
+  out.set(encodeVip(a.vip), f.vip);
+  return out;
 }
 
 export function decodeVipAddr(b: Uint8Array): VipAddrValue {
+  const f = VipAddrLayout.fields;
   const v = reader(VipAddrLayout.name, b, VipAddrLayout.size);
-  return { flags: v.getUint32(VipAddrLayout.fields.flags, LE) };
+  return {
+    flags: v.getUint32(f.flags, LE),
+    port: v.getUint16(f.port_be, false),
+    vip: decodeVip(b.subarray(f.vip, f.vip + VipLayout.size)),
+  };
 }
 
 // ---- lb_vip_key / lb_vip

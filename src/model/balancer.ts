@@ -12,6 +12,7 @@ import {
   LB_NO_BACKEND,
   LB_SETTINGS_F_HAVE_V4,
   LB_SETTINGS_F_HAVE_V6,
+  LB_VIP_ADDR_F_INLINE,
   LB_VIP_ADDR_F_PORTS,
   LB_VIP_ADDR_F_WILDCARD,
   LbCounter,
@@ -55,9 +56,11 @@ function vipKey(pkt: ParsedPacket, port: number): Uint8Array {
 }
 
 function lookupVip(pkt: ParsedPacket, view: BalancerView): ModelVip | undefined {
+  const { flags, port, vip: inline } = pkt.addr;
+  if (flags & LB_VIP_ADDR_F_INLINE && port === pkt.dport) return inline;
   let vip: ModelVip | undefined;
-  if (pkt.addrFlags & LB_VIP_ADDR_F_PORTS) vip = view.vip(vipKey(pkt, pkt.dport));
-  if (!vip && pkt.addrFlags & LB_VIP_ADDR_F_WILDCARD) vip = view.vip(vipKey(pkt, 0));
+  if (flags & LB_VIP_ADDR_F_PORTS && !(flags & LB_VIP_ADDR_F_INLINE)) vip = view.vip(vipKey(pkt, pkt.dport));
+  if (!vip && flags & LB_VIP_ADDR_F_WILDCARD) vip = view.vip(vipKey(pkt, 0));
   return vip;
 }
 

@@ -4,7 +4,14 @@
 import type { BalancerMaps } from "../maps/balancer-maps.js";
 import { decodeBackend, decodeFlow, decodeFlowKey, decodeVip, decodeVipAddr } from "../maps/codec.js";
 import { encodeU32Key } from "../maps/codec.js";
-import type { BalancerView, ModelBackend, ModelFlow, ModelSettings, ModelVip } from "./state.js";
+import type {
+  BalancerView,
+  ModelBackend,
+  ModelFlow,
+  ModelSettings,
+  ModelVip,
+  ModelVipAddr,
+} from "./state.js";
 
 export class MapsView implements BalancerView {
   private readonly tables = new Map<number, Uint32Array | undefined>();
@@ -19,9 +26,9 @@ export class MapsView implements BalancerView {
     return this.maps.getSettings();
   }
 
-  vipAddrFlags(key: Uint8Array): number | undefined {
+  vipAddr(key: Uint8Array): ModelVipAddr | undefined {
     const value = this.maps.maps.vipAddrs.lookup(key);
-    return value && decodeVipAddr(value).flags;
+    return value && decodeVipAddr(value);
   }
 
   vip(key: Uint8Array): ModelVip | undefined {

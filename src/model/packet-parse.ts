@@ -8,7 +8,7 @@ import {
   LbDropReason,
   VipAddrKeyLayout,
 } from "../maps/abi.js";
-import type { BalancerView } from "./state.js";
+import type { BalancerView, ModelVipAddr } from "./state.js";
 
 const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
@@ -28,7 +28,8 @@ export interface ParsedPacket {
   dport: number;
   l2Len: number;
   l3Len: number;
-  addrFlags: number;
+  /** The destination address's lb_vip_addrs entry. */
+  addr: ModelVipAddr;
   tos: number;
   tcpFlags: number;
 }
@@ -89,15 +90,15 @@ function parseIpv4(frame: Uint8Array, l3: number, view: BalancerView): ParseResu
   const dst = new Uint8Array(16);
   src.set(frame.subarray(l3 + 12, l3 + 16));
   dst.set(frame.subarray(l3 + 16, l3 + 20));
-  const addrFlags = view.vipAddrFlags(vipAddrKey(dst, LB_AF_INET, proto));
-  if (addrFlags === undefined) return pass(LbCounter.LB_C_PASS_NOT_VIP);
+  const addr = view.vipAddr(vipAddrKey(dst, LB_AF_INET, proto));
+  if (addr === undefined) return pass(LbCounter.LB_C_PASS_NOT_VIP);
   const ihl = first & 0x0f;
   if (ihl < 5) return drop(LbDropReason.LB_DROP_TRUNCATED);
   if (ihl !== 5) return drop(LbDropReason.LB_DROP_IP_OPTIONS);
   if (u16(frame, l3 + 6) & 0x3fff) return drop(LbDropReason.LB_DROP_FRAGMENT);
   const l3Len = u16(frame, l3 + 2);
   if (l3Len < 20 || l3 + l3Len > frame.length) return drop(LbDropReason.LB_DROP_TRUNCATED);
-  const base = { family: LB_AF_INET, proto, src, dst, l2Len: l3, l3Len, addrFlags, tos: frame[l3 + 1] ?? 0 };
+  const base = { family: LB_AF_INET, proto, src, dst, l2Len: l3, l3Len, addr, tos: frame[l3 + 1] ?? 0 };
   return parseL4(frame, l3 + 20, l3 + l3Len, base);
 }
 
@@ -110,17 +111,17 @@ function parseIpv6(frame: Uint8Array, l3: number, view: BalancerView): ParseResu
   const nexthdr = frame[l3 + 6] ?? 0;
   if (nexthdr !== IPPROTO_TCP && nexthdr !== IPPROTO_UDP) {
     const toVipAddress =
-      view.vipAddrFlags(vipAddrKey(dst, LB_AF_INET6, IPPROTO_TCP)) !== undefined ||
-      view.vipAddrFlags(vipAddrKey(dst, LB_AF_INET6, IPPROTO_UDP)) !== undefined;
+      view.vipAddr(vipAddrKey(dst, LB_AF_INET6, IPPROTO_TCP)) !== undefined ||
+      view.vipAddr(vipAddrKey(dst, LB_AF_INET6, IPPROTO_UDP)) !== undefined;
     if (IPV6_EXT_HEADERS.has(nexthdr) && toVipAddress) return drop(LbDropReason.LB_DROP_IPV6_EXT);
     return pass(LbCounter.LB_C_PASS_NOT_VIP);
   }
-  const addrFlags = view.vipAddrFlags(vipAddrKey(dst, LB_AF_INET6, nexthdr));
-  if (addrFlags === undefined) return pass(LbCounter.LB_C_PASS_NOT_VIP);
+  const addr = view.vipAddr(vipAddrKey(dst, LB_AF_INET6, nexthdr));
+  if (addr === undefined) return pass(LbCounter.LB_C_PASS_NOT_VIP);
   const tos = ((first & 0x0f) << 4) | ((frame[l3 + 1] ?? 0) >> 4);
   const l3Len = 40 + u16(frame, l3 + 4);
   if (l3 + l3Len > frame.length) return drop(LbDropReason.LB_DROP_TRUNCATED);
-  const base = { family: LB_AF_INET6, proto: nexthdr, src, dst, l2Len: l3, l3Len, addrFlags, tos };
+  const base = { family: LB_AF_INET6, proto: nexthdr, src, dst, l2Len: l3, l3Len, addr, tos };
   return parseL4(frame, l3 + 40, l3 + l3Len, base);
 }
 

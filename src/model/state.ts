@@ -25,6 +25,13 @@ export interface ModelBackend {
   smac: Uint8Array;
 }
 
+export interface ModelVipAddr {
+  flags: number;
+  /** With LB_VIP_ADDR_F_INLINE: the address's one port VIP. */
+  port: number;
+  vip: ModelVip;
+}
+
 export interface ModelFlow {
   backend: number;
   hash: number;
@@ -33,7 +40,7 @@ export interface ModelFlow {
 /** Keys are the ABI's key structs, encoded (src/maps/abi.ts layouts) and compared bytewise. */
 export interface BalancerView {
   settings(): ModelSettings | undefined;
-  vipAddrFlags(key: Uint8Array): number | undefined;
+  vipAddr(key: Uint8Array): ModelVipAddr | undefined;
   vip(key: Uint8Array): ModelVip | undefined;
   /** Slot of the VIP's Maglev table; undefined when the VIP has no table or slot >= its size. */
   tableSlot(vipId: number, slot: number): number | undefined;

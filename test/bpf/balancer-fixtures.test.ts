@@ -103,6 +103,36 @@ const VIPS: VipSpec[] = [
     port: 4789,
     backends: [{ index: 13, address: "2001:db8::13" }],
   },
+  // Two port VIPs on one address (no inline VIP: lb_vips by port) ...
+  {
+    vipId: 11,
+    proto: "tcp",
+    address: "198.18.1.9",
+    port: 80,
+    backends: [{ index: 15, address: "198.18.0.11" }],
+  },
+  {
+    vipId: 12,
+    proto: "tcp",
+    address: "198.18.1.9",
+    port: 443,
+    backends: [{ index: 16, address: "198.18.0.12" }],
+  },
+  // ... and one port VIP beside a wildcard (inline VIP, then port 0).
+  {
+    vipId: 13,
+    proto: "tcp",
+    address: "198.18.1.10",
+    port: 0,
+    backends: [{ index: 17, address: "198.18.0.13" }],
+  },
+  {
+    vipId: 14,
+    proto: "tcp",
+    address: "198.18.1.10",
+    port: 22,
+    backends: [{ index: 18, address: "198.18.0.14" }],
+  },
 ];
 
 const CLIENT4 = "198.18.0.2";

@@ -54,6 +54,13 @@ export const VIPS: VipSpec[] = [
     port: 80,
     backends: [{ index: 50, address: "198.18.2.11", ifindex: 9, mtu: 700 }],
   },
+  {
+    vipId: 6,
+    proto: "tcp",
+    address: "198.18.1.3",
+    port: 443,
+    backends: backends(60, ["198.18.0.17", "198.18.0.18"]),
+  },
 ];
 
 const TCP_FLAGS = [

@@ -1,14 +1,13 @@
 // A declarative balancer state for packet tests: VIPs with backends, written into any
 // BalancerMaps (the kernel's and the in-memory ones alike) the way the control plane lays it out.
 import { parseAddress } from "../../src/lib/addr.js";
+import { vipAddrEntry, type VipOnAddress } from "../../src/core/vip-addr.js";
 import { buildMaglevTable } from "../../src/maglev/maglev.js";
 import {
   LB_BACKEND_F_IN_USE,
   LB_BACKEND_F_NEIGH,
   LB_SETTINGS_F_HAVE_V4,
   LB_SETTINGS_F_HAVE_V6,
-  LB_VIP_ADDR_F_PORTS,
-  LB_VIP_ADDR_F_WILDCARD,
   LB_VIP_F_HASH_SRC_IP,
   LB_VIP_F_HASH_SRC_IP_PORT,
 } from "../../src/maps/abi.js";
@@ -93,14 +92,17 @@ export function installScenario(
     maglevSize,
     flags: LB_SETTINGS_F_HAVE_V4 | LB_SETTINGS_F_HAVE_V6,
   });
-  const addrFlags = new Map<string, { address: Uint8Array; family: 2 | 10; proto: number; flags: number }>();
+  const onAddress = new Map<
+    string,
+    { address: Uint8Array; family: 2 | 10; proto: number; vips: VipOnAddress[] }
+  >();
   for (const vip of vips) {
     const addr = parseAddress(vip.address);
     const proto = PROTO[vip.proto];
     const id = `${vip.address}/${proto}`;
-    const entry = addrFlags.get(id) ?? { address: addr.bytes, family: addr.family, proto, flags: 0 };
-    entry.flags |= vip.port === 0 ? LB_VIP_ADDR_F_WILDCARD : LB_VIP_ADDR_F_PORTS;
-    addrFlags.set(id, entry);
+    const entry = onAddress.get(id) ?? { address: addr.bytes, family: addr.family, proto, vips: [] };
+    entry.vips.push({ port: vip.port, vipId: vip.vipId, flags: HASH_FLAGS[vip.hash ?? "5tuple"] });
+    onAddress.set(id, entry);
     maps.putVip(
       { address: addr.bytes, port: vip.port, family: addr.family, proto },
       { vipId: vip.vipId, flags: HASH_FLAGS[vip.hash ?? "5tuple"] },
@@ -108,7 +110,8 @@ export function installScenario(
     for (const b of vip.backends) writeBackend(maps, vip.vipId, b);
     if (vip.table !== false) writeTable(maps, vip, maglevSize);
   }
-  for (const e of addrFlags.values()) {
-    maps.putVipAddr({ address: e.address, family: e.family, proto: e.proto }, { flags: e.flags });
+  for (const e of onAddress.values()) {
+    const value = vipAddrEntry(e.vips);
+    if (value) maps.putVipAddr({ address: e.address, family: e.family, proto: e.proto }, value);
   }
 }

@@ -50,8 +50,13 @@ void test("settings, VIPs, backends, flows and tables round trip", () => {
   assert.equal(m.deleteVip(vipKey), true);
   assert.equal(m.getVip(vipKey), undefined);
   const addrKey = { address: vipKey.address, family: AF_INET, proto: 6 } as const;
-  m.putVipAddr(addrKey, { flags: abi.LB_VIP_ADDR_F_PORTS });
-  assert.deepEqual(m.getVipAddr(addrKey), { flags: abi.LB_VIP_ADDR_F_PORTS });
+  const addrValue = {
+    flags: abi.LB_VIP_ADDR_F_PORTS | abi.LB_VIP_ADDR_F_INLINE,
+    port: 80,
+    vip: { vipId: 3, flags: 0 },
+  };
+  m.putVipAddr(addrKey, addrValue);
+  assert.deepEqual(m.getVipAddr(addrKey), addrValue);
   assert.equal(m.deleteVipAddr(addrKey), true);
 
   m.putBackend(5, backend);

@@ -29,8 +29,14 @@ void test("vip addr key/value round trip", () => {
   assert.equal(b[16], 10);
   assert.equal(b[17], 17);
   assert.equal(hex(b.subarray(18)), "0000");
-  const value = { flags: abi.LB_VIP_ADDR_F_PORTS | abi.LB_VIP_ADDR_F_WILDCARD };
-  assert.deepEqual(codec.decodeVipAddr(codec.encodeVipAddr(value)), value);
+  const value = {
+    flags: abi.LB_VIP_ADDR_F_PORTS | abi.LB_VIP_ADDR_F_WILDCARD | abi.LB_VIP_ADDR_F_INLINE,
+    port: 8080,
+    vip: { vipId: 7, flags: abi.LB_VIP_F_HASH_SRC_IP },
+  };
+  const encoded = codec.encodeVipAddr(value);
+  assert.equal(hex(encoded.subarray(4, 6)), "1f90", "port_be is network order");
+  assert.deepEqual(codec.decodeVipAddr(encoded), value);
 });
 
 void test("vip key stores the port in network order", () => {

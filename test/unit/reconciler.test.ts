@@ -2,12 +2,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Reconciler, type NextHop, type NextHopSource } from "../../src/core/reconciler.js";
+import { vipAddrEntry } from "../../src/core/vip-addr.js";
 import type { BackendSpec, VipRef } from "../../src/core/types.js";
 import { parseAddress, type IpAddress } from "../../src/lib/addr.js";
 import {
   LB_BACKEND_F_IN_USE,
   LB_BACKEND_F_NEIGH,
   LB_NO_BACKEND,
+  LB_VIP_ADDR_F_INLINE,
   LB_VIP_ADDR_F_PORTS,
   LB_VIP_ADDR_F_WILDCARD,
 } from "../../src/maps/abi.js";
@@ -88,7 +90,7 @@ test("a VIP with three backends: entries, flags, table", async () => {
   assert.deepEqual(v, { vipId: 0, flags: 0 });
   assert.equal(
     maps.getVipAddr({ address: web.address.bytes, family: 2, proto: 6 })?.flags,
-    LB_VIP_ADDR_F_PORTS,
+    LB_VIP_ADDR_F_PORTS | LB_VIP_ADDR_F_INLINE,
   );
   assert.deepEqual(members(maps, 0), [0, 1, 2]);
   assert.equal(maps.getBackend(1)?.flags, LB_BACKEND_F_IN_USE | LB_BACKEND_F_NEIGH);
@@ -155,7 +157,11 @@ test("VIP addresses: flags are the union of the VIPs on them; removal cleans up"
   await rec.addVip(http, "5tuple");
   await rec.addVip(all, "src-ip");
   const key = { address: http.address.bytes, family: 2 as const, proto: 6 };
-  assert.equal(maps.getVipAddr(key)?.flags, LB_VIP_ADDR_F_PORTS | LB_VIP_ADDR_F_WILDCARD);
+  assert.deepEqual(maps.getVipAddr(key), {
+    flags: LB_VIP_ADDR_F_PORTS | LB_VIP_ADDR_F_WILDCARD | LB_VIP_ADDR_F_INLINE,
+    port: 80,
+    vip: { vipId: 0, flags: 0 },
+  });
   await rec.addBackend(all, be("198.18.0.11"));
   await rec.removeVip(http);
   assert.equal(maps.getVipAddr(key)?.flags, LB_VIP_ADDR_F_WILDCARD);
@@ -193,4 +199,21 @@ test("applyDesired adds, keeps and removes to match", async () => {
   await rec.applyDesired({ vips: [] });
   assert.equal(rec.listVips().length, 0);
   assert.equal(maps.readTable(0), undefined);
+});
+
+test("vipAddrEntry: the one port VIP inline; none with two; wildcard flagged", () => {
+  assert.equal(vipAddrEntry([]), undefined);
+  assert.deepEqual(vipAddrEntry([{ port: 80, vipId: 4, flags: 1 }]), {
+    flags: LB_VIP_ADDR_F_PORTS | LB_VIP_ADDR_F_INLINE,
+    port: 80,
+    vip: { vipId: 4, flags: 1 },
+  });
+  assert.equal(
+    vipAddrEntry([
+      { port: 80, vipId: 4, flags: 0 },
+      { port: 443, vipId: 5, flags: 0 },
+    ])?.flags,
+    LB_VIP_ADDR_F_PORTS,
+  );
+  assert.equal(vipAddrEntry([{ port: 0, vipId: 1, flags: 0 }])?.flags, LB_VIP_ADDR_F_WILDCARD);
 });
