@@ -58,20 +58,31 @@ static __always_inline int lb_write_l2(void *data, void *data_end, const struct 
 	return 0;
 }
 
+/* Makes room for the outer headers and writes the new L2 header; *l3 is where the outer IP
+ * header goes. Shared by both outer families. */
+static __always_inline int lb_encap_push(struct xdp_md *ctx, const struct lb_pkt *pkt,
+					 const struct lb_backend *backend, __u32 overhead,
+					 __u16 ethertype_be, void **l3, void **data_end)
+{
+	void *data;
+
+	if (lb_trim_to_ip(ctx, pkt) || bpf_xdp_adjust_head(ctx, -(int)overhead))
+		return LB_DROP_ENCAP;
+	data = (void *)(long)ctx->data;
+	*data_end = (void *)(long)ctx->data_end;
+	if (lb_write_l2(data, *data_end, pkt, backend, overhead, ethertype_be))
+		return LB_DROP_ENCAP;
+	*l3 = data + lb_l2_len(pkt);
+	return 0;
+}
+
 static __always_inline int lb_encap_v4(struct xdp_md *ctx, const struct lb_pkt *pkt,
 				       const struct lb_backend *backend,
 				       const struct lb_settings *settings, __u32 hash)
 {
 	struct iphdr outer = {};
 	struct udphdr udp = {};
-	void *data, *data_end;
-
-	if (lb_trim_to_ip(ctx, pkt) || bpf_xdp_adjust_head(ctx, -(int)LB_ENCAP_V4_OVERHEAD))
-		return LB_DROP_ENCAP;
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	if (lb_write_l2(data, data_end, pkt, backend, LB_ENCAP_V4_OVERHEAD, bpf_htons(ETH_P_IP)))
-		return LB_DROP_ENCAP;
+	void *l3, *data_end;
 
 	outer.version = 4;
 	outer.ihl = 5;
@@ -88,8 +99,8 @@ static __always_inline int lb_encap_v4(struct xdp_md *ctx, const struct lb_pkt *
 	udp.dest = backend->encap_port_be;
 	udp.len = bpf_htons(pkt->l3_len + sizeof(udp));
 
-	void *l3 = data + lb_l2_len(pkt);
-
+	if (lb_encap_push(ctx, pkt, backend, LB_ENCAP_V4_OVERHEAD, bpf_htons(ETH_P_IP), &l3, &data_end))
+		return LB_DROP_ENCAP;
 	if (l3 + sizeof(outer) + sizeof(udp) > data_end)
 		return LB_DROP_ENCAP;
 	__builtin_memcpy(l3, &outer, sizeof(outer));
@@ -103,15 +114,8 @@ static __always_inline int lb_encap_v6(struct xdp_md *ctx, const struct lb_pkt *
 {
 	struct ipv6hdr outer = {};
 	struct udphdr udp = {};
-	void *data, *data_end;
+	void *l3, *data_end;
 	__u32 label = hash & LB_FLOW_LABEL_MASK;
-
-	if (lb_trim_to_ip(ctx, pkt) || bpf_xdp_adjust_head(ctx, -(int)LB_ENCAP_V6_OVERHEAD))
-		return LB_DROP_ENCAP;
-	data = (void *)(long)ctx->data;
-	data_end = (void *)(long)ctx->data_end;
-	if (lb_write_l2(data, data_end, pkt, backend, LB_ENCAP_V6_OVERHEAD, bpf_htons(ETH_P_IPV6)))
-		return LB_DROP_ENCAP;
 
 	outer.version = 6;
 	outer.priority = pkt->tos >> 4;
@@ -128,8 +132,8 @@ static __always_inline int lb_encap_v6(struct xdp_md *ctx, const struct lb_pkt *
 	udp.dest = backend->encap_port_be;
 	udp.len = outer.payload_len;
 
-	void *l3 = data + lb_l2_len(pkt);
-
+	if (lb_encap_push(ctx, pkt, backend, LB_ENCAP_V6_OVERHEAD, bpf_htons(ETH_P_IPV6), &l3, &data_end))
+		return LB_DROP_ENCAP;
 	if (l3 + sizeof(outer) + sizeof(udp) > data_end)
 		return LB_DROP_ENCAP;
 	__builtin_memcpy(l3, &outer, sizeof(outer));
