@@ -4,7 +4,7 @@
 import type { Logger } from "pino";
 import { ControlServer, socketIsLive } from "./api/control-server.js";
 import { makeHandler } from "./api/handlers.js";
-import { DEFAULT_SOCKET, type SettingOrigin, type StatusResult } from "./api/protocol.js";
+import { DEFAULT_SOCKET, type ReloadResult, type SettingOrigin, type StatusResult } from "./api/protocol.js";
 import type { DaemonOptions } from "./cli/daemon-options.js";
 import { loadConfigFile, type Config } from "./config/load.js";
 import { Reconciler } from "./core/reconciler.js";
@@ -204,7 +204,8 @@ async function serve(
       maglevSize: resolved.maglevSize,
       log: log.child({ module: "reconciler" }),
     });
-    for (const warning of await reconciler.applyDesired(config?.desired ?? { vips: [] })) log.warn(warning);
+    for (const warning of (await reconciler.applyConfig(config?.desired ?? { vips: [] })).warnings)
+      log.warn(warning);
 
     const { mode, reason } = await attachWithMode(
       { ifindex: link.ifindex, ifname: link.name },
@@ -229,9 +230,25 @@ async function serve(
       uptimeSeconds: Math.round((Date.now() - started) / 1000),
       settings: resolved.settings,
     });
+    const reload = async (): Promise<ReloadResult> => {
+      if (!opts.config) {
+        throw new LbError("LB_ERR_CONFIG", "nothing to reload: the daemon was started without --config", {
+          hint: "start it with lbctl load --config FILE",
+        });
+      }
+      const next = loadConfigFile(opts.config); // invalid: throws with file:line, nothing applied
+      const summary = await reconciler.applyConfig(next.desired);
+      if (JSON.stringify(next.settings) !== JSON.stringify(config?.settings ?? {})) {
+        summary.warnings.push(
+          "settings (maglev_size, log_level, log_file) take effect at the next lbctl load",
+        );
+      }
+      log.info({ config: opts.config, ...summary }, "config reloaded");
+      return { config: opts.config, ...summary };
+    };
     const server = await ControlServer.listen(
       resolved.socket,
-      makeHandler({ reconciler, status, stats: () => readStats(maps, reconciler) }),
+      makeHandler({ reconciler, status, stats: () => readStats(maps, reconciler), reload }),
       log.child({ module: "control" }),
     );
     cleanups.push(() => server.close());
@@ -244,7 +261,7 @@ async function serve(
       { iface: link.name, mode, socket: resolved.socket, vips: reconciler.listVips().length },
       "caplance ready",
     );
-    await untilStopSignal(log);
+    await untilStopSignal(log, reload);
     log.info("stopping");
     await stop();
     return 0;
@@ -291,7 +308,7 @@ function maintainLoop(reconciler: Reconciler, maps: BalancerMaps, log: Logger): 
   }, MAINTAIN_MS);
 }
 
-function untilStopSignal(log: Logger): Promise<void> {
+function untilStopSignal(log: Logger, reload: () => Promise<ReloadResult>): Promise<void> {
   return new Promise((resolve) => {
     const done = (signal: string): void => {
       log.info({ signal }, "signal received");
@@ -301,9 +318,14 @@ function untilStopSignal(log: Logger): Promise<void> {
     };
     process.on("SIGINT", done);
     process.on("SIGTERM", done);
-    // Reload arrives with the operations work; until then SIGHUP must not kill the daemon.
     process.on("SIGHUP", () => {
-      log.warn("SIGHUP: reload is not supported yet; ignoring");
+      log.info("SIGHUP: reloading the config file");
+      reload().catch((err: unknown) => {
+        log.error(
+          { err: err instanceof Error ? err.message : String(err) },
+          "reload failed; running state unchanged",
+        );
+      });
     });
   });
 }

@@ -5,13 +5,15 @@ import { DEFAULT_ENCAP_PORT, DEFAULT_WEIGHT } from "../core/types.js";
 import type { Reconciler, BackendView } from "../core/reconciler.js";
 import { HASH_MODES, parseBackendAddress, parseVip } from "../core/vip-syntax.js";
 import { LbError } from "../lib/errors.js";
-import type { BackendInfo, Request, StatsResult, StatusResult, VipInfo } from "./protocol.js";
+import type { BackendInfo, ReloadResult, Request, StatsResult, StatusResult, VipInfo } from "./protocol.js";
 import type { Handler } from "./control-server.js";
 
 export interface DaemonContext {
   readonly reconciler: Reconciler;
   status(): StatusResult;
   stats(): StatsResult;
+  /** Re-reads and applies the config file; throws (nothing applied) when it is invalid. */
+  reload(): Promise<ReloadResult>;
 }
 
 const vipArg = z.object({ vip: z.string() });
@@ -19,6 +21,7 @@ const backendArg = z.object({ vip: z.string(), backend: z.string() });
 const schemas = {
   status: z.object({}),
   stats: z.object({}),
+  reload: z.object({}),
   "vip.list": z.object({}),
   "vip.add": z.object({ vip: z.string(), hash: z.enum(HASH_MODES).optional() }),
   "vip.remove": vipArg,
@@ -63,6 +66,10 @@ export function makeHandler(ctx: DaemonContext): Handler {
         return { result: ctx.status() };
       case "stats":
         return { result: ctx.stats() };
+      case "reload": {
+        const result = await ctx.reload();
+        return { result, ...(result.warnings.length ? { warnings: result.warnings } : {}) };
+      }
       case "vip.list":
         return {
           result: r.listVips().map((v): VipInfo => ({ vip: v.vip, hash: v.hash, backends: v.backends })),

@@ -24,7 +24,8 @@ export type Command =
   | { cmd: "backend.drain"; vip: string; backend: string }
   | { cmd: "backend.resume"; vip: string; backend: string }
   | { cmd: "backend.list"; vip?: string }
-  | { cmd: "stats" };
+  | { cmd: "stats" }
+  | { cmd: "reload" };
 
 export type Request = Command & { id: number };
 
@@ -66,6 +67,15 @@ export interface StatsResult {
   drops: Record<string, number>;
   /** Other data-plane counters (pass, tx, redirect, flow hits/misses, no_neigh…). */
   counters: Record<string, number>;
+}
+
+/** `lbctl reload`: what a re-read of the config file changed ("VIP" or "VIP ADDR" strings). */
+export interface ReloadResult {
+  config: string;
+  added: string[];
+  removed: string[];
+  changed: string[];
+  warnings: string[];
 }
 
 export interface SettingOrigin {

@@ -9,6 +9,7 @@ import { packageRoot } from "../lib/paths.js";
 import * as backend from "./commands/backend.js";
 import * as config from "./commands/config.js";
 import * as load from "./commands/load.js";
+import * as reload from "./commands/reload.js";
 import * as stats from "./commands/stats.js";
 import * as status from "./commands/status.js";
 import * as unload from "./commands/unload.js";
@@ -21,7 +22,7 @@ interface CommandModule {
 }
 
 /** In the order `lbctl --help` lists them. */
-const COMMANDS: readonly CommandModule[] = [load, unload, vip, backend, stats, status, config];
+const COMMANDS: readonly CommandModule[] = [load, unload, vip, backend, stats, status, reload, config];
 
 const HELP_FOOTER = `
 Daemon commands take --socket PATH, else $${SOCKET_ENV}, else ${DEFAULT_SOCKET}.

@@ -49,7 +49,20 @@ export interface ReconcilerOptions {
   readonly log?: Logger;
 }
 
+/** Where a VIP or backend came from: a reload removes what the file no longer names, but only
+ * what came from the file; run-time additions (CLI, registration) stay unless the file names
+ * them, and then the file's settings win. */
+export type Origin = "config" | "runtime";
+
+export interface ApplySummary {
+  added: string[];
+  removed: string[];
+  changed: string[];
+  warnings: string[];
+}
+
 interface BackendRuntime {
+  origin: Origin;
   readonly index: number;
   readonly address: IpAddress;
   readonly encapPort: number;
@@ -60,6 +73,7 @@ interface BackendRuntime {
 }
 
 interface VipRuntime {
+  origin: Origin;
   readonly id: number;
   readonly ref: VipRef;
   readonly key: string;
@@ -143,11 +157,11 @@ export class Reconciler {
 
   // ---- VIPs
 
-  addVip(ref: VipRef, hash: HashMode): Promise<VipView> {
+  addVip(ref: VipRef, hash: HashMode, origin: Origin = "runtime"): Promise<VipView> {
     return this.serialize(() => {
       const key = formatVip(ref);
       if (this.vips.has(key)) throw new LbError("LB_ERR_EXISTS", `VIP ${key} already exists`);
-      const vip: VipRuntime = { id: this.vipIds.allocate(), ref, key, hash, backends: new Map() };
+      const vip: VipRuntime = { origin, id: this.vipIds.allocate(), ref, key, hash, backends: new Map() };
       this.maps.resetVipStats(vip.id); // counters of a VIP that had this id before
       // Table, then the VIP, then its address: a packet matching the address finds the rest.
       this.writeTable(vip);
@@ -176,13 +190,18 @@ export class Reconciler {
   // ---- backends
 
   /** Adds a backend; resolves its next hop first (waiting up to resolveWaitMs). */
-  addBackend(ref: VipRef, spec: BackendSpec): Promise<{ backend: BackendView; warning?: string }> {
+  addBackend(
+    ref: VipRef,
+    spec: BackendSpec,
+    origin: Origin = "runtime",
+  ): Promise<{ backend: BackendView; warning?: string }> {
     return this.serialize(async () => {
       const vip = this.getVip(ref);
       const key = addrKey(spec.address);
       if (vip.backends.has(key))
         throw new LbError("LB_ERR_EXISTS", `backend ${key} already exists in VIP ${vip.key}`);
       const backend: BackendRuntime = {
+        origin,
         index: this.backendIndices.allocate(),
         address: spec.address,
         encapPort: spec.encapPort,
@@ -242,25 +261,95 @@ export class Reconciler {
     });
   }
 
-  /** Makes the state equal to desired (start-up): adds what is missing, removes the rest. */
-  async applyDesired(desired: DesiredState): Promise<string[]> {
-    const warnings: string[] = [];
+  /**
+   * Applies a config file's desired state (start-up and reload): what the file adds is added,
+   * what it changes is changed, config-origin objects it no longer names are removed; nothing
+   * unchanged is touched, so its flows and its table stay exactly as they were.
+   */
+  async applyConfig(desired: DesiredState): Promise<ApplySummary> {
+    const summary: ApplySummary = { added: [], removed: [], changed: [], warnings: [] };
     const wanted = new Set(desired.vips.map((v) => formatVip(v.vip)));
-    for (const vip of [...this.vips.values()]) if (!wanted.has(vip.key)) await this.removeVip(vip.ref);
+    for (const vip of [...this.vips.values()]) {
+      if (vip.origin === "config" && !wanted.has(vip.key)) {
+        await this.removeVip(vip.ref);
+        summary.removed.push(vip.key);
+      }
+    }
     for (const spec of desired.vips) {
       const key = formatVip(spec.vip);
-      if (!this.vips.has(key)) await this.addVip(spec.vip, spec.hash);
-      const vip = this.getVip(spec.vip);
-      const keep = new Set(spec.backends.map((b) => addrKey(b.address)));
-      for (const b of [...vip.backends.values()])
-        if (!keep.has(addrKey(b.address))) await this.removeBackend(spec.vip, b.address);
-      const pending: Promise<{ warning?: string }>[] = [];
-      for (const b of spec.backends) {
-        if (!vip.backends.has(addrKey(b.address))) pending.push(this.addBackend(spec.vip, b));
+      const existing = this.vips.get(key);
+      if (!existing) {
+        await this.addVip(spec.vip, spec.hash, "config");
+        summary.added.push(key);
+      } else {
+        existing.origin = "config";
+        if (existing.hash !== spec.hash) {
+          await this.setHash(spec.vip, spec.hash);
+          summary.changed.push(`${key} hash ${spec.hash}`);
+        }
       }
-      for (const r of await Promise.all(pending)) if (r.warning) warnings.push(r.warning);
+      await this.applyBackends(spec.vip, spec.backends, summary);
     }
-    return warnings;
+    return summary;
+  }
+
+  private async applyBackends(
+    ref: VipRef,
+    specs: readonly BackendSpec[],
+    summary: ApplySummary,
+  ): Promise<void> {
+    const vip = this.getVip(ref);
+    const keep = new Set(specs.map((b) => addrKey(b.address)));
+    for (const b of [...vip.backends.values()]) {
+      if (b.origin === "config" && !keep.has(addrKey(b.address))) {
+        await this.removeBackend(ref, b.address);
+        summary.removed.push(`${vip.key} ${addrKey(b.address)}`);
+      }
+    }
+    for (const spec of specs) {
+      const name = `${vip.key} ${addrKey(spec.address)}`;
+      const current = vip.backends.get(addrKey(spec.address));
+      if (current && current.encapPort !== spec.encapPort) {
+        // The encap port is part of the backend's Maglev identity: a new backend.
+        await this.removeBackend(ref, spec.address);
+      } else if (current) {
+        current.origin = "config";
+        if (current.weight !== spec.weight || (spec.name !== undefined && current.name !== spec.name)) {
+          await this.updateBackend(ref, spec);
+          summary.changed.push(`${name} weight ${spec.weight}`);
+        }
+        continue;
+      }
+      const added = await this.addBackend(ref, spec, "config");
+      (current ? summary.changed : summary.added).push(name);
+      if (added.warning) summary.warnings.push(added.warning);
+    }
+  }
+
+  private setHash(ref: VipRef, hash: HashMode): Promise<void> {
+    return this.serialize(() => {
+      const vip = this.getVip(ref);
+      vip.hash = hash;
+      this.writeVip(vip);
+      this.writeVipAddr(vip.ref);
+      this.opts.log?.info({ vip: vip.key, hash }, "VIP hash changed");
+    });
+  }
+
+  private updateBackend(ref: VipRef, spec: BackendSpec): Promise<void> {
+    return this.serialize(() => {
+      const vip = this.getVip(ref);
+      const backend = this.getBackend(vip, spec.address);
+      if (spec.name !== undefined) backend.name = spec.name;
+      if (backend.weight !== spec.weight) {
+        backend.weight = spec.weight;
+        this.writeTable(vip);
+      }
+      this.opts.log?.info(
+        { vip: vip.key, backend: addrKey(spec.address), weight: spec.weight },
+        "backend changed",
+      );
+    });
   }
 
   /**

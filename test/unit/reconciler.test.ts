@@ -182,21 +182,21 @@ test("errors name the object: duplicate VIP, unknown VIP, duplicate backend", as
   await assert.rejects(rec.removeBackend(web, parseAddress("198.18.0.99")), /no backend 198\.18\.0\.99/);
 });
 
-test("applyDesired adds, keeps and removes to match", async () => {
+test("applyConfig adds, keeps and removes to match", async () => {
   const { maps, rec } = setup();
   const web = vip("198.18.1.1");
-  await rec.applyDesired({
+  await rec.applyConfig({
     vips: [{ vip: web, hash: "5tuple", backends: [be("198.18.0.11"), be("198.18.0.12", 2)] }],
   });
   assert.equal(rec.listBackends().length, 2);
-  await rec.applyDesired({
+  await rec.applyConfig({
     vips: [{ vip: web, hash: "5tuple", backends: [be("198.18.0.12", 2), be("198.18.0.13")] }],
   });
   assert.deepEqual(
     rec.listBackends().map((b) => b.address),
     ["198.18.0.12", "198.18.0.13"],
   );
-  await rec.applyDesired({ vips: [] });
+  await rec.applyConfig({ vips: [] });
   assert.equal(rec.listVips().length, 0);
   assert.equal(maps.readTable(0), undefined);
 });
@@ -216,4 +216,44 @@ test("vipAddrEntry: the one port VIP inline; none with two; wildcard flagged", (
     LB_VIP_ADDR_F_PORTS,
   );
   assert.equal(vipAddrEntry([{ port: 0, vipId: 1, flags: 0 }])?.flags, LB_VIP_ADDR_F_WILDCARD);
+});
+
+test("reload: run-time additions stay, changes touch only what changed", async () => {
+  const { maps, rec } = setup();
+  const web = vip("198.18.1.1");
+  const dns = vip("198.18.1.2", "udp", 53);
+  const file = (weight: number) => ({
+    vips: [
+      { vip: web, hash: "5tuple" as const, backends: [be("198.18.0.11"), be("198.18.0.12", weight)] },
+      { vip: dns, hash: "5tuple" as const, backends: [be("198.18.0.13")] },
+    ],
+  });
+  await rec.applyConfig(file(1));
+  await rec.addBackend(web, be("198.18.0.14")); // run-time (CLI)
+  maps.log.length = 0;
+  const same = await rec.applyConfig(file(1));
+  assert.deepEqual(
+    [same.added, same.removed, same.changed],
+    [[], [], []],
+    "an unchanged file changes nothing",
+  );
+  assert.deepEqual(maps.log, [], "no map write at all");
+  const dnsTable = maps.readTable(1);
+  const changed = await rec.applyConfig(file(3));
+  assert.deepEqual(changed.changed, ["tcp/198.18.1.1:80 198.18.0.12 weight 3"]);
+  assert.deepEqual(maps.log, ["table 0 [0,1,3]"], "only the changed VIP's table is swapped");
+  assert.deepEqual(maps.readTable(1), dnsTable, "the other VIP's table is byte-identical");
+  assert.ok(
+    rec.listBackends(web).some((b) => b.address === "198.18.0.14"),
+    "a backend added at run time survives a reload",
+  );
+  const dropped = await rec.applyConfig({
+    vips: [{ vip: web, hash: "src-ip", backends: [be("198.18.0.11")] }],
+  });
+  assert.deepEqual(dropped.removed.sort(), ["tcp/198.18.1.1:80 198.18.0.12", "udp/198.18.1.2:53"]);
+  assert.deepEqual(dropped.changed, ["tcp/198.18.1.1:80 hash src-ip"]);
+  assert.deepEqual(
+    rec.listBackends().map((b) => b.address),
+    ["198.18.0.11", "198.18.0.14"],
+  );
 });
