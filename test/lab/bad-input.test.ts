@@ -292,12 +292,13 @@ test("existing and unknown objects: exit 1, the message names the object", async
   );
 });
 
-test("a backend whose next hop does not resolve: pending within ~2.5 s, kept out of the data plane", async () => {
+test("a backend whose next hop does not resolve: pending within ~2.5 s, kept out of the data plane", async (t) => {
   const started = Date.now();
   const r = await lab.lbctl(["backend", "add", WEB, "198.18.0.99", "--name", "ghost"]);
   const elapsed = Date.now() - started;
   assert.equal(r.code, 0, `backend add: ${r.stderr}`);
-  assert.ok(elapsed < 3000, `backend add returned after ${elapsed} ms`);
+  assert.ok(elapsed < 3500, `backend add returned after ${elapsed} ms (2 s next-hop wait + lbctl start-up)`);
+  t.diagnostic(`backend add of an unresolvable backend returned after ${elapsed} ms`);
   assert.match(r.stderr, /warning: .*198\.18\.0\.99/);
   try {
     const list = JSON.parse((await lbctlOk(["backend", "list", WEB, "--json"])).stdout) as {
