@@ -1,6 +1,7 @@
 // Test frames, byte by byte: Ethernet (+ one 802.1Q tag), IPv4 (options, fragments, checksum),
 // IPv6 (+ extension headers), TCP / UDP / ICMP / raw payloads with correct checksums, ARP.
 // Pure: no I/O. Every field a test may want wrong has an override (lengths, checksums, IHL).
+import { AF_INET, AF_INET6, tryParseAddress } from "../lib/addr.js";
 
 export const EtherType = { IPV4: 0x0800, ARP: 0x0806, VLAN: 0x8100, IPV6: 0x86dd } as const;
 
@@ -58,45 +59,21 @@ export function macBytes(mac: string): Uint8Array {
   return Uint8Array.from(parts, (p) => parseInt(p, 16));
 }
 
-/** Dotted quad → 4 bytes. */
-export function ipv4Bytes(addr: string): Uint8Array {
-  const parts = addr.split(".");
-  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
-    throw new Error(`packet-builder: bad IPv4 address "${addr}"`);
-  }
-  return Uint8Array.from(parts, Number);
+/** Text of the given family → its bytes (4 or 16), through the project's one address parser. */
+function familyBytes(addr: string, family: typeof AF_INET | typeof AF_INET6, what: string): Uint8Array {
+  const parsed = tryParseAddress(addr);
+  if (parsed?.family !== family) throw new Error(`packet-builder: bad ${what} address "${addr}"`);
+  return parsed.bytes.slice(0, family === AF_INET ? 4 : 16);
 }
 
-/** RFC 4291 text (with "::" and a trailing dotted quad) → 16 bytes. */
+/** Dotted quad → 4 bytes. */
+export function ipv4Bytes(addr: string): Uint8Array {
+  return familyBytes(addr, AF_INET, "IPv4");
+}
+
+/** RFC 4291 text → 16 bytes. */
 export function ipv6Bytes(addr: string): Uint8Array {
-  const bad = (): Error => new Error(`packet-builder: bad IPv6 address "${addr}"`);
-  let text = addr;
-  const lastColon = text.lastIndexOf(":");
-  if (lastColon >= 0 && text.includes(".", lastColon)) {
-    const v4 = ipv4Bytes(text.slice(lastColon + 1));
-    const hi = (((v4[0] ?? 0) << 8) | (v4[1] ?? 0)).toString(16);
-    const lo = (((v4[2] ?? 0) << 8) | (v4[3] ?? 0)).toString(16);
-    text = `${text.slice(0, lastColon + 1)}${hi}:${lo}`;
-  }
-  const halves = text.split("::");
-  if (halves.length > 2) throw bad();
-  const groups = (s: string): number[] =>
-    s === ""
-      ? []
-      : s.split(":").map((g) => {
-          if (!/^[0-9a-fA-F]{1,4}$/.test(g)) throw bad();
-          return parseInt(g, 16);
-        });
-  const head = groups(halves[0] ?? "");
-  const tail = halves.length === 2 ? groups(halves[1] ?? "") : [];
-  const given = head.length + tail.length;
-  if (halves.length === 1 ? given !== 8 : given > 7) throw bad();
-  const out = new Uint8Array(16);
-  [...head, ...new Array<number>(8 - given).fill(0), ...tail].forEach((g, i) => {
-    out[2 * i] = g >> 8;
-    out[2 * i + 1] = g & 0xff;
-  });
-  return out;
+  return familyBytes(addr, AF_INET6, "IPv6");
 }
 
 /** An address of either family: 4 bytes for IPv4, 16 for IPv6. */
