@@ -2,6 +2,7 @@
 // maps in a safe order. A backend's entry is written before a table names it; a table stops
 // naming a backend before its entry is cleared; a VIP's table exists before its address is
 // matched. Operations are serialized, so map writes never interleave.
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { Logger } from "pino";
 import { formatAddress, type IpAddress } from "../lib/addr.js";
 import { LbError } from "../lib/errors.js";
@@ -47,7 +48,20 @@ export interface ReconcilerOptions {
   /** How long `backend add` waits for a next hop before answering `pending`. */
   readonly resolveWaitMs?: number;
   readonly log?: Logger;
+  /** Told how long each successful change took (seconds, queue wait excluded): metrics. */
+  readonly onChange?: (operation: ReconcileOperation, seconds: number) => void;
 }
+
+/** The changes onChange reports, named like the control-socket commands. */
+export type ReconcileOperation =
+  | "vip.add"
+  | "vip.remove"
+  | "vip.hash"
+  | "backend.add"
+  | "backend.remove"
+  | "backend.drain"
+  | "backend.resume"
+  | "backend.update";
 
 /** Where a VIP or backend came from: a reload removes what the file no longer names, but only
  * what came from the file; run-time additions (CLI, registration) stay unless the file names
@@ -70,6 +84,12 @@ interface BackendRuntime {
   name: string;
   drained: boolean;
   nextHop: NextHop | undefined;
+}
+
+interface Batch {
+  readonly tables: Set<VipRuntime>;
+  readonly newVips: VipRuntime[];
+  readonly drops: BackendRuntime[];
 }
 
 interface VipRuntime {
@@ -121,6 +141,12 @@ export class Reconciler {
   private readonly vipIds = new LowestFreeAllocator(LB_MAX_VIPS);
   private readonly backendIndices = new IndexAllocator(LB_MAX_BACKENDS);
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly holder = new AsyncLocalStorage<boolean>();
+  /** During applyConfig: writes deferred to one flush, so N backends cost one table swap per
+   * VIP (each swap waits for an RCU grace period, and each fill writes M slots). */
+  private batch: Batch | undefined;
+  /** During applyConfig: next hops looked up concurrently before the batch took the queue. */
+  private prefetched: Map<string, Promise<NextHop | undefined>> | undefined;
 
   constructor(
     private readonly maps: BalancerMaps,
@@ -130,9 +156,25 @@ export class Reconciler {
 
   /** Runs fn after every operation queued before it (one writer for the maps). */
   private serialize<T>(fn: () => Promise<T> | T): Promise<T> {
-    const run = this.queue.then(fn, fn);
+    // Re-entrant: an operation already holding the queue (applyConfig's batch) runs nested
+    // operations directly instead of queueing behind itself.
+    if (this.holder.getStore()) return Promise.resolve().then(fn);
+    const locked = (): Promise<T> | T => this.holder.run(true, fn);
+    const run = this.queue.then(locked, locked);
     this.queue = run.catch(() => undefined);
     return run;
+  }
+
+  /** serialize() for a change, timed for opts.onChange when it succeeds. */
+  private change<T>(operation: ReconcileOperation, fn: () => Promise<T> | T): Promise<T> {
+    const observe = this.opts.onChange;
+    if (!observe) return this.serialize(fn);
+    return this.serialize(async () => {
+      const started = performance.now();
+      const result = await fn();
+      observe(operation, (performance.now() - started) / 1000);
+      return result;
+    });
   }
 
   // ---- queries
@@ -158,23 +200,27 @@ export class Reconciler {
   // ---- VIPs
 
   addVip(ref: VipRef, hash: HashMode, origin: Origin = "runtime"): Promise<VipView> {
-    return this.serialize(() => {
+    return this.change("vip.add", () => {
       const key = formatVip(ref);
       if (this.vips.has(key)) throw new LbError("LB_ERR_EXISTS", `VIP ${key} already exists`);
       const vip: VipRuntime = { origin, id: this.vipIds.allocate(), ref, key, hash, backends: new Map() };
       this.maps.resetVipStats(vip.id); // counters of a VIP that had this id before
       // Table, then the VIP, then its address: a packet matching the address finds the rest.
       this.writeTable(vip);
-      this.writeVip(vip);
       this.vips.set(key, vip);
-      this.writeVipAddr(ref);
+      if (this.batch) {
+        this.batch.newVips.push(vip);
+      } else {
+        this.writeVip(vip);
+        this.writeVipAddr(ref);
+      }
       this.opts.log?.info({ vip: key, vipId: vip.id, hash }, "VIP added");
       return { vip: key, hash, backends: 0, id: vip.id };
     });
   }
 
   removeVip(ref: VipRef): Promise<void> {
-    return this.serialize(() => {
+    return this.change("vip.remove", () => {
       const vip = this.getVip(ref);
       // Address first (traffic stops matching), then the VIP, its table, its backends.
       this.vips.delete(vip.key);
@@ -195,7 +241,7 @@ export class Reconciler {
     spec: BackendSpec,
     origin: Origin = "runtime",
   ): Promise<{ backend: BackendView; warning?: string }> {
-    return this.serialize(async () => {
+    return this.change("backend.add", async () => {
       const vip = this.getVip(ref);
       const key = addrKey(spec.address);
       if (vip.backends.has(key))
@@ -233,7 +279,7 @@ export class Reconciler {
   }
 
   removeBackend(ref: VipRef, address: IpAddress): Promise<void> {
-    return this.serialize(() => {
+    return this.change("backend.remove", () => {
       const vip = this.getVip(ref);
       const backend = this.getBackend(vip, address);
       vip.backends.delete(addrKey(address));
@@ -246,7 +292,7 @@ export class Reconciler {
 
   /** Drain (true): no new flows, existing flows stay. Resume (false): back in rotation. */
   setDrained(ref: VipRef, address: IpAddress, drained: boolean): Promise<BackendView> {
-    return this.serialize(() => {
+    return this.change(drained ? "backend.drain" : "backend.resume", () => {
       const vip = this.getVip(ref);
       const backend = this.getBackend(vip, address);
       if (backend.drained !== drained) {
@@ -267,6 +313,60 @@ export class Reconciler {
    * unchanged is touched, so its flows and its table stay exactly as they were.
    */
   async applyConfig(desired: DesiredState): Promise<ApplySummary> {
+    this.prefetched = this.prefetch(desired);
+    try {
+      return await this.serialize(async () => {
+        this.batch = { tables: new Set(), newVips: [], drops: [] };
+        try {
+          return await this.applyConfigLocked(desired);
+        } finally {
+          this.flush();
+        }
+      });
+    } finally {
+      this.prefetched = undefined;
+    }
+  }
+
+  /** Next hops of the backends a config adds, looked up 16 at a time. */
+  private prefetch(desired: DesiredState): Map<string, Promise<NextHop | undefined>> {
+    const wanted = new Map<string, IpAddress>();
+    for (const spec of desired.vips) for (const b of spec.backends) wanted.set(addrKey(b.address), b.address);
+    const out = new Map<string, Promise<NextHop | undefined>>();
+    const queue = [...wanted.entries()];
+    const waiters = new Map<string, (nh: NextHop | undefined) => void>();
+    for (const [key] of queue) out.set(key, new Promise((resolve) => waiters.set(key, resolve)));
+    const worker = async (): Promise<void> => {
+      for (let next = queue.shift(); next; next = queue.shift()) {
+        const [key, address] = next;
+        const nh = await this.nextHops
+          .resolve(address, { timeoutMs: this.opts.resolveWaitMs ?? 2000 })
+          .catch(() => undefined);
+        waiters.get(key)?.(nh);
+      }
+    };
+    for (let i = 0; i < 16; i++) void worker();
+    return out;
+  }
+
+  /** The deferred writes of a batch, in the safe order: entries are already written; tables
+   * (one swap for all VIPs), then new VIPs and their addresses, then removed backends' entries. */
+  private flush(): void {
+    const batch = this.batch;
+    this.batch = undefined;
+    if (!batch) return;
+    const tables = new Map<number, Uint32Array>();
+    for (const vip of batch.tables) if (this.vips.get(vip.key) === vip) tables.set(vip.id, this.tableOf(vip));
+    if (tables.size > 0) this.maps.replaceTables(tables);
+    for (const vip of batch.newVips) {
+      if (this.vips.get(vip.key) !== vip) continue;
+      this.writeVip(vip);
+      this.writeVipAddr(vip.ref);
+    }
+    for (const b of batch.drops) this.dropBackend(b);
+  }
+
+  private async applyConfigLocked(desired: DesiredState): Promise<ApplySummary> {
     const summary: ApplySummary = { added: [], removed: [], changed: [], warnings: [] };
     const wanted = new Set(desired.vips.map((v) => formatVip(v.vip)));
     for (const vip of [...this.vips.values()]) {
@@ -327,7 +427,7 @@ export class Reconciler {
   }
 
   private setHash(ref: VipRef, hash: HashMode): Promise<void> {
-    return this.serialize(() => {
+    return this.change("vip.hash", () => {
       const vip = this.getVip(ref);
       vip.hash = hash;
       this.writeVip(vip);
@@ -337,7 +437,7 @@ export class Reconciler {
   }
 
   private updateBackend(ref: VipRef, spec: BackendSpec): Promise<void> {
-    return this.serialize(() => {
+    return this.change("backend.update", () => {
       const vip = this.getVip(ref);
       const backend = this.getBackend(vip, spec.address);
       if (spec.name !== undefined) backend.name = spec.name;
@@ -356,25 +456,33 @@ export class Reconciler {
    * Periodic upkeep: resolve pending backends, and re-check every next hop (a changed MAC,
    * interface or MTU is rewritten). Cheap enough every few seconds for hundreds of backends.
    */
-  maintain(all: boolean): Promise<void> {
-    return this.serialize(async () => {
-      for (const vip of this.vips.values()) {
-        let changed = false;
-        for (const b of vip.backends.values()) {
-          if (b.nextHop && !all) continue;
-          const next = b.nextHop ? await this.recheck(b, b.nextHop) : await this.resolve(b, 500);
-          if (!next || sameNextHop(next, b.nextHop)) continue;
-          const wasPending = !b.nextHop;
-          b.nextHop = next;
-          this.writeBackend(vip, b);
-          if (wasPending) changed = true;
-          this.opts.log?.info(
-            { vip: vip.key, backend: addrKey(b.address), wasPending },
-            "backend next hop updated",
-          );
-        }
-        if (changed) this.writeTable(vip);
+  async maintain(all: boolean): Promise<void> {
+    // Lookups run outside the queue (each is a few `ip` processes, and hundreds of them must not
+    // hold up control requests); only the writes for what changed take the queue.
+    const found: { vip: VipRuntime; b: BackendRuntime; next: NextHop }[] = [];
+    for (const vip of [...this.vips.values()]) {
+      for (const b of [...vip.backends.values()]) {
+        if (b.nextHop && !all) continue;
+        const next = b.nextHop ? await this.recheck(b, b.nextHop) : await this.resolve(b, 500);
+        if (next && !sameNextHop(next, b.nextHop)) found.push({ vip, b, next });
       }
+    }
+    if (found.length === 0) return;
+    await this.serialize(() => {
+      const grown = new Set<VipRuntime>();
+      for (const { vip, b, next } of found) {
+        // Skip what went away while we looked.
+        if (this.vips.get(vip.key) !== vip || vip.backends.get(addrKey(b.address)) !== b) continue;
+        const wasPending = !b.nextHop;
+        b.nextHop = next;
+        this.writeBackend(vip, b);
+        if (wasPending) grown.add(vip);
+        this.opts.log?.info(
+          { vip: vip.key, backend: addrKey(b.address), wasPending },
+          "backend next hop updated",
+        );
+      }
+      for (const vip of grown) this.writeTable(vip);
     });
   }
 
@@ -421,12 +529,24 @@ export class Reconciler {
   }
 
   private dropBackend(b: BackendRuntime): void {
+    if (this.batch) {
+      this.batch.drops.push(b); // after the table swap that stops naming it
+      return;
+    }
     this.maps.deleteBackend(b.index);
     this.backendIndices.release(b.index);
   }
 
   /** Backends in the table: resolved ones, at weight 0 when drained. */
   private writeTable(vip: VipRuntime): void {
+    if (this.batch) {
+      this.batch.tables.add(vip);
+      return;
+    }
+    this.maps.replaceTable(vip.id, this.tableOf(vip));
+  }
+
+  private tableOf(vip: VipRuntime): Uint32Array {
     const members = [...vip.backends.values()]
       .filter((b) => b.nextHop)
       .map((b) => ({
@@ -435,12 +555,14 @@ export class Reconciler {
         weight: b.drained ? 0 : b.weight,
         index: b.index,
       }));
-    this.maps.replaceTable(vip.id, buildMaglevTable(members, this.opts.maglevSize));
+    return buildMaglevTable(members, this.opts.maglevSize);
   }
 
   // ---- helpers
 
   private async resolve(b: BackendRuntime, timeoutMs: number): Promise<NextHop | undefined> {
+    const prefetched = this.prefetched?.get(addrKey(b.address));
+    if (prefetched) return prefetched;
     try {
       return await this.nextHops.resolve(b.address, { timeoutMs });
     } catch (err) {

@@ -53,6 +53,10 @@ class RecordingMaps extends BalancerMaps {
     this.log.push(`delete ${index}`);
     super.deleteBackend(index);
   }
+  override replaceTables(tables: ReadonlyMap<number, Uint32Array>): void {
+    this.log.push(`batch of ${tables.size}`);
+    for (const [vipId, table] of tables) this.replaceTable(vipId, table);
+  }
   override replaceTable(vipId: number, table: Uint32Array): void {
     const members = [...new Set(table)].filter((i) => i !== LB_NO_BACKEND).sort((a, b) => a - b);
     this.log.push(`table ${vipId} [${members.join(",")}]`);
@@ -241,7 +245,7 @@ test("reload: run-time additions stay, changes touch only what changed", async (
   const dnsTable = maps.readTable(1);
   const changed = await rec.applyConfig(file(3));
   assert.deepEqual(changed.changed, ["tcp/198.18.1.1:80 198.18.0.12 weight 3"]);
-  assert.deepEqual(maps.log, ["table 0 [0,1,3]"], "only the changed VIP's table is swapped");
+  assert.deepEqual(maps.log, ["batch of 1", "table 0 [0,1,3]"], "only the changed VIP's table is swapped");
   assert.deepEqual(maps.readTable(1), dnsTable, "the other VIP's table is byte-identical");
   assert.ok(
     rec.listBackends(web).some((b) => b.address === "198.18.0.14"),
@@ -256,4 +260,33 @@ test("reload: run-time additions stay, changes touch only what changed", async (
     rec.listBackends().map((b) => b.address),
     ["198.18.0.11", "198.18.0.14"],
   );
+});
+
+test("applyConfig swaps each VIP's table once, however many backends it adds", async () => {
+  const { maps, rec } = setup();
+  const backends = Array.from({ length: 40 }, (_, i) => be(`198.18.0.${20 + i}`));
+  await rec.applyConfig({
+    vips: [
+      { vip: vip("198.18.1.1"), hash: "5tuple", backends },
+      { vip: vip("198.18.1.2"), hash: "5tuple", backends: backends.slice(0, 5) },
+    ],
+  });
+  const tableWrites = maps.log.filter((l) => l.startsWith("table"));
+  assert.equal(maps.log.filter((l) => l.startsWith("batch")).length, 1, "one batch");
+  assert.equal(tableWrites.length, 2, "one table per VIP");
+  // Every entry the tables name was written before the batch.
+  assert.ok(maps.log.indexOf("batch of 2") > maps.log.lastIndexOf("put 44"));
+  assert.equal(members(maps, 0).length, 40);
+  assert.equal(members(maps, 1).length, 5);
+  // Removing most of them: one swap, then the entries go.
+  maps.log.length = 0;
+  await rec.applyConfig({
+    vips: [{ vip: vip("198.18.1.1"), hash: "5tuple", backends: backends.slice(0, 2) }],
+  });
+  assert.equal(maps.log[0], "batch of 1");
+  assert.ok(
+    maps.log.slice(2).every((l) => l.startsWith("delete")),
+    maps.log.join(" | "),
+  );
+  assert.deepEqual(members(maps, 0), [0, 1]);
 });
