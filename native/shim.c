@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
 #include <linux/bpf.h>
 #include <linux/if_link.h>
@@ -266,7 +267,42 @@ int lb_map_create(__u32 type, const char *name, __u32 key_size, __u32 value_size
 int lb_array_map_create(const char *name, __u32 value_size, __u32 max_entries)
 {
 	return lb_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(__u32), value_size, max_entries,
-			     BPF_F_INNER_MAP, -1);
+			     BPF_F_INNER_MAP | BPF_F_MMAPABLE, -1);
+}
+
+/* Copies `count` values of `value_size` bytes into (write != 0) or out of an mmapable array
+ * map, from its first element: one pass over mapped memory instead of a syscall per element.
+ * The kernel lays array elements out every round_up(value_size, 8) bytes. */
+static int lb_array_map_copy(int fd, void *buf, __u32 value_size, __u32 count, int write)
+{
+	size_t stride = ((size_t)value_size + 7) & ~(size_t)7;
+	long page = sysconf(_SC_PAGESIZE);
+	size_t len = (stride * count + (size_t)page - 1) & ~((size_t)page - 1);
+	__u8 *mem, *user = buf;
+
+	if (value_size == 0 || count == 0)
+		return -EINVAL;
+	mem = mmap(NULL, len, write ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
+	if (mem == MAP_FAILED)
+		return -errno;
+	for (__u32 i = 0; i < count; i++) {
+		if (write)
+			memcpy(mem + i * stride, user + (size_t)i * value_size, value_size);
+		else
+			memcpy(user + (size_t)i * value_size, mem + i * stride, value_size);
+	}
+	munmap(mem, len);
+	return 0;
+}
+
+int lb_array_map_write(int fd, const void *values, __u32 value_size, __u32 count)
+{
+	return lb_array_map_copy(fd, (void *)values, value_size, count, 1);
+}
+
+int lb_array_map_read(int fd, void *values_out, __u32 value_size, __u32 count)
+{
+	return lb_array_map_copy(fd, values_out, value_size, count, 0);
 }
 
 int lb_map_update(int fd, const void *key, const void *value, __u32 flags)

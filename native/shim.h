@@ -35,6 +35,8 @@ LB_API int lb_map_create(__u32 type, const char *name, __u32 key_size, __u32 val
 /* An inner table of lb_tables: BPF_MAP_TYPE_ARRAY, key 4 bytes, flags BPF_F_INNER_MAP (the
  * flags must equal the template's for the kernel to accept it into the outer map). */
 LB_API int lb_array_map_create(const char *name, __u32 value_size, __u32 max_entries);
+LB_API int lb_array_map_write(int fd, const void *values, __u32 value_size, __u32 count);
+LB_API int lb_array_map_read(int fd, void *values_out, __u32 value_size, __u32 count);
 LB_API int lb_map_update(int fd, const void *key, const void *value, __u32 flags);
 LB_API int lb_map_lookup(int fd, const void *key, void *value_out);
 LB_API int lb_map_delete(int fd, const void *key);

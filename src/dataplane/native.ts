@@ -32,6 +32,8 @@ const SIGNATURES = {
   lb_obj_prog_fd: [I32, STR],
   lb_map_create: [U32, STR, U32, U32, U32, U32, I32],
   lb_array_map_create: [STR, U32, U32],
+  lb_array_map_write: [I32, BUF, U32, U32],
+  lb_array_map_read: [I32, BUF, U32, U32],
   lb_map_update: [I32, BUF, BUF, U32],
   lb_map_lookup: [I32, BUF, BUF],
   lb_map_delete: [I32, BUF],
@@ -57,6 +59,14 @@ const SIGNATURES = {
   lb_abi_name: [I32, U32, BUF, U32],
   lb_abi_selfcheck: [],
   lb_flow_hash: [BUF, U32, BUF],
+  lb_eng_create: [U32],
+  lb_eng_destroy: [I32],
+  lb_eng_update: [I32, I32, BUF, BUF, U32],
+  lb_eng_delete: [I32, I32, BUF],
+  lb_eng_lookup: [I32, I32, BUF, BUF],
+  lb_eng_table: [I32, U32, BUF, U32],
+  lb_eng_read_table: [I32, U32, BUF, U32],
+  lb_eng_decide: [I32, BUF, U32, U32, BUF, U32, BUF],
 } as const satisfies Record<string, readonly DataType[]>;
 
 type ShimName = keyof typeof SIGNATURES;
@@ -80,6 +90,7 @@ export const BPF_NOEXIST = 1;
 export const BPF_EXIST = 2;
 export const BPF_F_NO_PREALLOC = 1 << 0;
 export const BPF_F_INNER_MAP = 1 << 12;
+export const BPF_F_MMAPABLE = 1 << 10;
 
 /** XDP attach flags (linux/if_link.h). */
 export const XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0;
@@ -211,6 +222,14 @@ export class Native {
   /** An inner Maglev table: array, 4-byte keys, BPF_F_INNER_MAP. */
   arrayMapCreate(name: string, valueSize: number, maxEntries: number): number {
     return this.fn.lb_array_map_create([name, valueSize, maxEntries]);
+  }
+  /** Copies values.length / valueSize elements into / out of an array from arrayMapCreate
+   * (mmapable), from element 0, through mapped memory. */
+  arrayMapWrite(fd: number, values: Uint8Array, valueSize: number): number {
+    return this.fn.lb_array_map_write([fd, values, valueSize, values.length / valueSize]);
+  }
+  arrayMapRead(fd: number, out: Uint8Array, valueSize: number): number {
+    return this.fn.lb_array_map_read([fd, out, valueSize, out.length / valueSize]);
   }
   mapUpdate(fd: number, key: Uint8Array, value: Uint8Array, flags = BPF_ANY): number {
     return this.fn.lb_map_update([fd, key, value, flags]);
@@ -347,6 +366,52 @@ export class Native {
     const out = new Uint8Array(4);
     this.fn.lb_flow_hash([key, vipFlags, out]);
     return new DataView(out.buffer).getUint32(0, true);
+  }
+
+  // ---- the userspace engine (native/lb_engine.h, engine_shim.c): handles, buffers
+
+  /** A new engine (handle > 0) or -errno. Scalar-only: call once per engine, not in loops. */
+  engCreate(flowTableSize: number): number {
+    return this.fn.lb_eng_create([flowTableSize]);
+  }
+  engDestroy(handle: number): number {
+    return this.fn.lb_eng_destroy([handle]);
+  }
+  engUpdate(handle: number, map: number, keys: Uint8Array, values: Uint8Array, count: number): number {
+    if (count === 0) return 0;
+    return this.fn.lb_eng_update([handle, map, keys, values, count]);
+  }
+  engDelete(handle: number, map: number, key: Uint8Array): number {
+    return this.fn.lb_eng_delete([handle, map, key]);
+  }
+  engLookup(handle: number, map: number, key: Uint8Array, valueOut: Uint8Array): number {
+    return this.fn.lb_eng_lookup([handle, map, key, valueOut]);
+  }
+  /** slots undefined: remove the VIP's table. */
+  engTable(handle: number, vipId: number, slots: Uint32Array | undefined): number {
+    const bytes =
+      slots === undefined || slots.length === 0
+        ? EMPTY_KEY
+        : new Uint8Array(slots.buffer, slots.byteOffset, slots.byteLength);
+    return this.fn.lb_eng_table([handle, vipId, bytes, slots?.length ?? 0]);
+  }
+  engReadTable(handle: number, vipId: number, out: Uint32Array): number {
+    return this.fn.lb_eng_read_table([
+      handle,
+      vipId,
+      new Uint8Array(out.buffer, out.byteOffset, out.byteLength),
+      out.length,
+    ]);
+  }
+  /** res: 64 bytes (struct lb_engine_result). Returns the action or -errno. */
+  engDecide(
+    handle: number,
+    frame: Uint8Array,
+    ingressIfindex: number,
+    out: Uint8Array,
+    res: Uint8Array,
+  ): number {
+    return this.fn.lb_eng_decide([handle, frame, frame.length, ingressIfindex, out, out.length, res]);
   }
 
   // ---- ABI export (native/abi_layout.c)

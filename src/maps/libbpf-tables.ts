@@ -1,5 +1,5 @@
 // TableStore over lb_tables (BPF_MAP_TYPE_ARRAY_OF_MAPS). A table change builds a new inner
-// array, fills it with one batch update and swaps it in with one update of the outer slot, so
+// array, fills it through mapped memory (BPF_F_MMAPABLE) and swaps it in with one update of the outer slot, so
 // the data plane sees the old table or the new one, never a mix; the kernel frees the old
 // inner map when its last reference (the slot, or a running program) goes. Each syscall on the
 // outer map waits for an RCU grace period (~13 ms measured), so replaceMany() swaps many
@@ -8,19 +8,6 @@ import { LbError } from "../lib/errors.js";
 import { Errno, Native, nativeError } from "../dataplane/native.js";
 import type { LibbpfMap } from "./libbpf-map.js";
 import type { TableStore } from "./map-backend.js";
-
-/** 0, 1, 2, ... as little-endian __u32, grown on demand (shared by every replace/read). */
-let indexKeys = new Uint8Array(0);
-
-function indexKeysFor(n: number): Uint8Array {
-  if (indexKeys.length < n * 4) {
-    const keys = new Uint8Array(n * 4);
-    const view = new DataView(keys.buffer);
-    for (let i = 0; i < n; i++) view.setUint32(i * 4, i, true);
-    indexKeys = keys;
-  }
-  return indexKeys.subarray(0, n * 4);
-}
 
 function u32Key(n: number): Uint8Array {
   const key = new Uint8Array(4);
@@ -84,7 +71,7 @@ export class LibbpfTables implements TableStore {
     }
   }
 
-  /** A new inner array holding `table` (host-order __u32 values), filled with one batch. */
+  /** A new inner array holding `table` (host-order __u32 values), filled with one memcpy. */
   private createTable(vipId: number, table: Uint32Array): number {
     const name = `lb_tbl_${vipId}`;
     const fd = this.native.arrayMapCreate(name, 4, table.length);
@@ -97,7 +84,7 @@ export class LibbpfTables implements TableStore {
       );
     }
     const values = new Uint8Array(table.buffer, table.byteOffset, table.byteLength);
-    const ret = this.native.mapUpdateBatch(fd, indexKeysFor(table.length), values, table.length);
+    const ret = this.native.arrayMapWrite(fd, values, 4);
     if (ret < 0) {
       this.native.close(fd);
       throw nativeError("LB_ERR_MAP", `map ${name}: filling the table of VIP ${vipId} failed`, ret);
@@ -133,7 +120,7 @@ export class LibbpfTables implements TableStore {
     try {
       const n = this.native.mapInfo(fd, `table of VIP ${vipId}`).maxEntries;
       const table = new Uint32Array(n);
-      ret = this.native.mapLookupMany(fd, indexKeysFor(n), new Uint8Array(table.buffer), n);
+      ret = this.native.arrayMapRead(fd, new Uint8Array(table.buffer), 4);
       if (ret < 0)
         throw nativeError("LB_ERR_MAP", `map ${this.outer.name}: reading the table of VIP ${vipId}`, ret);
       return table;

@@ -6,7 +6,7 @@ import { existsSync, statfsSync } from "node:fs";
 import { test } from "node:test";
 
 import { BpfObject } from "../../src/dataplane/bpf-object.js";
-import { BPF_F_INNER_MAP, BpfMapType, Native } from "../../src/dataplane/native.js";
+import { BPF_F_INNER_MAP, BPF_F_MMAPABLE, BpfMapType, Native } from "../../src/dataplane/native.js";
 import { AF_INET, parseAddress } from "../../src/lib/addr.js";
 import { LbError } from "../../src/lib/errors.js";
 import { bpfObjectPath } from "../../src/lib/paths.js";
@@ -37,12 +37,25 @@ function isMapError(pattern: RegExp, errno?: number) {
 const key8 = (n: number): Uint8Array => Uint8Array.from([n & 0xff, n >> 8, 0, 0, 0, 0, 0, 0]);
 const val4 = (n: number): Uint8Array => encodeU32Key(n);
 
+void test("mmapable array: whole-array write and read through mapped memory (8-byte stride)", () => {
+  const fd = native.arrayMapCreate("cpl_test_mm", 4, 1000);
+  assert.ok(fd >= 0, native.lastError());
+  withMap(LibbpfMap.fromFd(fd, "cpl_test_mm", { ownsFd: true }), (m) => {
+    const values = Uint32Array.from({ length: 1000 }, (_, i) => i * 7 + 1);
+    assert.equal(native.arrayMapWrite(fd, new Uint8Array(values.buffer), 4), 0);
+    assert.deepEqual(m.lookup(val4(999)), val4(999 * 7 + 1), "element 999 through the syscall path");
+    const back = new Uint32Array(1000);
+    assert.equal(native.arrayMapRead(fd, new Uint8Array(back.buffer), 4), 0);
+    assert.deepEqual(back, values);
+  });
+});
+
 void test("array map from lb_array_map_create: update, lookup, walk, batch, no delete", () => {
   const fd = native.arrayMapCreate("cpl_test_arr", 4, 16);
   assert.ok(fd >= 0, native.lastError());
   withMap(LibbpfMap.fromFd(fd, "cpl_test_arr", { ownsFd: true }), (m) => {
     assert.equal(m.type, BpfMapType.ARRAY);
-    assert.equal(m.flags, BPF_F_INNER_MAP);
+    assert.equal(m.flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
     assert.deepEqual([m.keySize, m.valueSize, m.maxEntries, m.valueStride], [4, 4, 16, 4]);
     assert.deepEqual(m.lookup(encodeU32Key(3)), new Uint8Array(4));
     m.update(encodeU32Key(3), val4(0xabcd));
