@@ -24,9 +24,17 @@
       "product_name": "caplance",
       "sources": ["<!@(ls -1 native/*.c)"],
       "include_dirs": ["bpf", "native"],
-      "cflags": ["-O2", "-Wall", "-Werror", "-fPIC", "-fvisibility=hidden", "-std=gnu11"],
+      "cflags": ["-O2", "-Wall", "-Werror", "-fPIC", "-fvisibility=hidden", "-std=gnu11", "-fno-strict-aliasing"],
       "cflags!": ["-fno-exceptions"],
       "libraries": ["-lbpf", "-lelf", "-lz"]
+    },
+    {
+      "target_name": "caplance-nfq",
+      "type": "executable",
+      "sources": ["native/worker/nfq_worker.c", "native/lb_engine.c"],
+      "include_dirs": ["bpf", "native"],
+      "cflags": ["-O2", "-Wall", "-Werror", "-std=gnu11", "-fno-strict-aliasing", "-pthread"],
+      "libraries": ["-lnetfilter_queue", "-lnfnetlink", "-pthread"]
     }
   ]
 }

@@ -5,6 +5,10 @@
  *   0            parsed, addressed to a VIP address (port not yet matched)
  *   -LB_C_*      pass untouched, counted under that counter (not for a VIP / too short to tell)
  *   LB_DROP_*    to a VIP address but unusable (options, fragment, extension, truncated): drop
+ *
+ * Shared with userspace (native/lb_engine.c, the NFQUEUE data path): map lookups go through
+ * LB_LOOKUP(map, key) / LB_LOOKUP_INNER(inner, key), which are bpf_map_lookup_elem() here and
+ * the engine's table lookups when LB_USERSPACE is defined (the includer defines them then).
  */
 #ifndef LB_BALANCER_PARSE_H
 #define LB_BALANCER_PARSE_H
@@ -17,7 +21,11 @@
 #include <linux/tcp.h>
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
+#ifndef LB_USERSPACE
 #include "maps.h"
+#define LB_LOOKUP(map, key) bpf_map_lookup_elem(&(map), (key))
+#define LB_LOOKUP_INNER(inner, key) bpf_map_lookup_elem((inner), (key))
+#endif
 
 #define LB_ETH_P_8021Q 0x8100
 #define LB_IP_DF 0x4000
@@ -58,7 +66,7 @@ static __always_inline struct lb_vip_addr *lb_lookup_vip_addr(const struct lb_pk
 	__builtin_memcpy(key.addr, pkt->key.dst, 16);
 	key.family = pkt->key.family;
 	key.proto = proto;
-	return bpf_map_lookup_elem(&lb_vip_addrs, &key);
+	return LB_LOOKUP(lb_vip_addrs, &key);
 }
 
 /* Ports and flags of the L4 header at l4, which must lie within the IP packet's l3_len. */

@@ -2,7 +2,8 @@
 # The namespace lab (docs/lab.md): a balancer, a client and N backends on one bridge, each host
 # in its own network namespace, the bridge in a switch namespace, so the host is left untouched.
 # Backends get the VIPs on lo, DSR sysctls, lb_decap (XDP) and services that answer their name.
-#   lab.sh up PREFIX [--backends N] [--vips "IP ..."] [--decap native|generic|none] [--owner PID]
+#   lab.sh up PREFIX [--backends N] [--vips "IP ..."] [--decap native|generic|none] [--owner PID] [--bare]
+#   (--bare: backends get addresses and services only, no VIPs, sysctls or decap: `lbctl agent` does it)
 #   lab.sh down PREFIX | status PREFIX | cleanup-stale [--all]
 # Idempotent: `up` on a lab that is up completes what is missing; `down` twice is fine.
 set -euo pipefail
@@ -28,7 +29,7 @@ die() {
 }
 usage() {
   cat >&2 <<'EOF'
-usage: lab.sh up PREFIX [--backends N] [--vips "IP ..."] [--decap native|generic|none] [--owner PID]
+usage: lab.sh up PREFIX [--backends N] [--vips "IP ..."] [--decap native|generic|none] [--owner PID] [--bare]
        lab.sh down PREFIX
        lab.sh status PREFIX
        lab.sh cleanup-stale [--all]
@@ -116,19 +117,33 @@ setup_host() {
   fi
   ip -n "$ns_sw" link set dev "$port" master "$bridge" up
   ip -n "$ns" link set dev eth0 address "$(mac_of "$host")"
-  # Checksum offload on a sending veth leaves partial checksums that encapsulation turns bad.
-  in_ns "$ns" ethtool -K eth0 tx off >/dev/null
   in_ns "$ns_sw" ethtool -K "$port" tx off >/dev/null
+  address_host "$ns" eth0 "$host"
+}
+
+# A host's lab addresses on DEV (here and on the Vagrant VMs, scripts/provision-vm.sh).
+address_host() {
+  local ns=$1 dev=$2 host=$3
+  # Checksum offload on a sending veth leaves partial checksums that encapsulation turns bad.
+  in_ns "$ns" ethtool -K "$dev" tx off >/dev/null
   # No duplicate address detection: addresses (link-local included) are usable at once.
-  in_ns "$ns" sysctl -qw net.ipv6.conf.eth0.accept_dad=0
-  ip -n "$ns" addr replace "198.18.0.$host/24" dev eth0
-  ip -n "$ns" -6 addr replace "2001:db8::$host/64" dev eth0 nodad
-  ip -n "$ns" link set dev eth0 up
-  say "$ns: eth0 198.18.0.$host/24 2001:db8::$host/64, tx checksum offload off"
+  in_ns "$ns" sysctl -qw "net.ipv6.conf.$dev.accept_dad=0"
+  ip -n "$ns" addr replace "198.18.0.$host/24" dev "$dev"
+  ip -n "$ns" -6 addr replace "2001:db8::$host/64" dev "$dev" nodad
+  ip -n "$ns" link set dev "$dev" up
+  say "$ns: $dev 198.18.0.$host/24 2001:db8::$host/64, tx checksum offload off"
+}
+
+# The client reaches the VIPs through the balancer.
+route_client() {
+  local ns=$1 dev=$2
+  ip -n "$ns" route replace 198.18.1.0/24 via 198.18.0.1 dev "$dev"
+  ip -n "$ns" -6 route replace 2001:db8:1::/64 via 2001:db8::1 dev "$dev"
+  say "$ns: routes 198.18.1.0/24 via 198.18.0.1, 2001:db8:1::/64 via 2001:db8::1"
 }
 
 setup_backend() {
-  local ns=$1 vip
+  local ns=$1 dev=${2:-eth0} vip
   for vip in $vips; do
     if [[ $vip == *:* ]]; then
       ip -n "$ns" -6 addr replace "$vip/128" dev lo nodad
@@ -137,7 +152,7 @@ setup_backend() {
     fi
   done
   local conf key
-  for conf in all default eth0 lo; do
+  for conf in all default "$dev" lo; do
     for key in "arp_ignore=1" "arp_announce=2" "rp_filter=0"; do
       in_ns "$ns" sysctl -qw "net.ipv4.conf.$conf.$key"
     done
@@ -175,7 +190,7 @@ start_helper() {
 }
 
 do_up() {
-  local n=3 decap=native owner=""
+  local n=3 decap=native owner="" bare=0
   vips=$default_vips
   while [ $# -gt 0 ]; do
     case $1 in
@@ -183,6 +198,7 @@ do_up() {
       --vips) vips=${2:-}; shift 2 || usage ;;
       --decap) decap=${2:-}; shift 2 || usage ;;
       --owner) owner=${2:-}; shift 2 || usage ;;
+      --bare) bare=1; shift ;;
       *) usage ;;
     esac
   done
@@ -238,9 +254,7 @@ do_up() {
   local i
   for ((i = 1; i <= n; i++)); do setup_host "$prefix-b$i" "${prefix}xb$i" $((10 + i)); done
 
-  ip -n "$ns_cl" route replace 198.18.1.0/24 via 198.18.0.1 dev eth0
-  ip -n "$ns_cl" -6 route replace 2001:db8:1::/64 via 2001:db8::1 dev eth0
-  say "$ns_cl: routes 198.18.1.0/24 via 198.18.0.1, 2001:db8:1::/64 via 2001:db8::1"
+  route_client "$ns_cl" eth0
 
   # veth delivers native XDP_TX/redirect frames only to a peer with an XDP program (or GRO):
   # without this, a balancer in native mode would drop everything it sends.
@@ -253,13 +267,13 @@ do_up() {
 
   for ((i = 1; i <= n; i++)); do
     ns=$prefix-b$i
-    setup_backend "$ns"
-    if [ "$decap" != none ]; then
+    if [ "$bare" -eq 0 ]; then setup_backend "$ns"; fi
+    if [ "$decap" != none ] && [ "$bare" -eq 0 ]; then
       start_helper "$ns" decap "$decap_js" --iface eth0 --addr "198.18.0.$((10 + i))" \
         --addr "2001:db8::$((10 + i))" --mode "$decap"
     fi
     local vip_args=()
-    for vip in $vips; do vip_args+=(--vip "$vip"); done
+    if [ "$bare" -eq 0 ]; then for vip in $vips; do vip_args+=(--vip "$vip"); done; fi
     start_helper "$ns" http "$http_js" --name "b$i" "${vip_args[@]}"
   done
   trap - EXIT
@@ -430,4 +444,5 @@ main() {
   esac
 }
 
-main "$@"
+# Sourced (scripts/provision-vm.sh), it only defines its functions.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

@@ -4,18 +4,21 @@
 import type { Logger } from "pino";
 import { ControlServer, socketIsLive } from "./api/control-server.js";
 import { makeHandler } from "./api/handlers.js";
+import { ApiServer, DEFAULT_API, splitListenAddress } from "./api/http-server.js";
+import { CaplanceMetrics, ReconcileTimings } from "./api/metrics.js";
 import { DEFAULT_SOCKET, type ReloadResult, type SettingOrigin, type StatusResult } from "./api/protocol.js";
 import type { DaemonOptions } from "./cli/daemon-options.js";
 import { loadConfigFile, type Config } from "./config/load.js";
 import { Reconciler } from "./core/reconciler.js";
 import { readStats } from "./core/stats.js";
-import { attachWithMode } from "./dataplane/attach-mode.js";
+import { openDataplane } from "./dataplane/dataplane.js";
 import { freshBpfObject } from "./dataplane/bpf-build.js";
 import { BpfObject } from "./dataplane/bpf-object.js";
-import { detachXdp, queryXdp } from "./dataplane/xdp.js";
+import { queryXdp } from "./dataplane/xdp.js";
 import { parseAddress, type IpAddress } from "./lib/addr.js";
 import { LbError } from "./lib/errors.js";
 import { createLogger, isLogLevel, type LogLevel } from "./lib/log.js";
+import { readTokenFile } from "./lib/private-file.js";
 import {
   LB_FLOW_TABLE_SIZE,
   LB_MAGLEV_SIZE_DEFAULT,
@@ -24,6 +27,7 @@ import {
   LbCounter,
 } from "./maps/abi.js";
 import { BalancerMaps } from "./maps/balancer-maps.js";
+import { prepareRegistry, startRegistry, type PreparedRegistry } from "./registry/setup.js";
 import { getLink, primaryAddresses } from "./net/links.js";
 import { NextHopResolver, type NextHop as KernelNextHop } from "./net/next-hop.js";
 import type { NextHop, NextHopSource } from "./core/reconciler.js";
@@ -39,6 +43,10 @@ interface Resolved {
   socket: string;
   maglevSize: number;
   flowTableSize: number;
+  /** REST + /metrics listener, ADDR:PORT. */
+  api: string;
+  /** Bearer token for REST changes; none: changes refused. */
+  apiToken: string | undefined;
 }
 
 function pick<T extends string | number>(
@@ -100,12 +108,16 @@ function resolveSettings(opts: DaemonOptions, config: Config | undefined): Resol
       flow_table_size: flows,
       mode: { value: opts.mode, from: "flag" },
       config: { value: opts.config ?? null, from: opts.config ? "flag" : "default" },
+      api: { value: opts.api ?? DEFAULT_API, from: opts.api ? "flag" : "default" },
+      api_token_file: { value: opts.apiTokenFile ?? null, from: opts.apiTokenFile ? "flag" : "default" },
     },
     logLevel: level.value as LogLevel,
     logFile: logFile.value ?? undefined,
     socket: socket.value ?? DEFAULT_SOCKET,
     maglevSize: maglev.value ?? LB_MAGLEV_SIZE_DEFAULT,
     flowTableSize: flows.value ?? LB_FLOW_TABLE_SIZE,
+    api: opts.api ?? DEFAULT_API,
+    apiToken: opts.apiTokenFile === undefined ? undefined : readTokenFile(opts.apiTokenFile), // mode 0600 checked
   };
 }
 
@@ -131,12 +143,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       },
     );
   }
-  if (opts.mode === "nfqueue") {
-    throw new LbError("LB_ERR_UNSUPPORTED", "--mode nfqueue (the userspace fallback) is not supported yet", {
-      hint: "use --mode auto, native or generic",
-    });
-  }
   const config = opts.config ? loadConfigFile(opts.config) : undefined; // nothing touched if it is bad
+  const registry = prepareRegistry(opts); // secret file checked (mode 0600) before anything is touched
   const resolved = resolveSettings(opts, config);
   const log = createLogger({ level: resolved.logLevel, file: resolved.logFile });
   const link = await getLink(opts.iface);
@@ -161,7 +169,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       hint: "give one with --source IP",
     });
   }
-  return serve(opts, resolved, config, link, sources, log);
+  return serve(opts, resolved, config, link, sources, log, registry);
 }
 
 async function serve(
@@ -171,6 +179,7 @@ async function serve(
   link: { ifindex: number; name: string },
   sources: { v4?: IpAddress; v6?: IpAddress },
   log: Logger,
+  registry?: PreparedRegistry,
 ): Promise<number> {
   const started = Date.now();
   const objectPath = freshBpfObject("balancer", (line) => {
@@ -192,30 +201,32 @@ async function serve(
     }
   };
   try {
-    obj.load();
-    const maps = BalancerMaps.fromObject(obj);
+    // XDP (attached now, passing everything until the maps are filled) or the NFQUEUE worker.
+    const dataplane = await openDataplane({
+      requested: opts.mode,
+      link,
+      obj,
+      flowTableSize: resolved.flowTableSize,
+      log,
+    });
+    cleanups.push(() => dataplane.stop());
+    const { maps, mode, reason } = dataplane;
     maps.setSettings({
       srcV4: sources.v4?.bytes.slice(0, 4) ?? new Uint8Array(4),
       srcV6: sources.v6?.bytes ?? new Uint8Array(16),
       maglevSize: resolved.maglevSize,
       flags: (sources.v4 ? LB_SETTINGS_F_HAVE_V4 : 0) | (sources.v6 ? LB_SETTINGS_F_HAVE_V6 : 0),
     });
+    const timings = new ReconcileTimings();
     const reconciler = new Reconciler(maps, kernelNextHops(), {
       maglevSize: resolved.maglevSize,
       log: log.child({ module: "reconciler" }),
+      onChange: timings.observe,
     });
     for (const warning of (await reconciler.applyConfig(config?.desired ?? { vips: [] })).warnings)
       log.warn(warning);
 
-    const { mode, reason } = await attachWithMode(
-      { ifindex: link.ifindex, ifname: link.name },
-      obj.progFd("lb_balancer"),
-      opts.mode === "nfqueue" ? "auto" : opts.mode,
-      log,
-    );
-    cleanups.push(() => {
-      detachXdp({ ifindex: link.ifindex, ifname: link.name }, mode);
-    });
+    await dataplane.activate();
 
     const status = (): StatusResult => ({
       iface: link.name,
@@ -246,12 +257,22 @@ async function serve(
       log.info({ config: opts.config, ...summary }, "config reloaded");
       return { config: opts.config, ...summary };
     };
-    const server = await ControlServer.listen(
-      resolved.socket,
-      makeHandler({ reconciler, status, stats: () => readStats(maps, reconciler), reload }),
-      log.child({ module: "control" }),
-    );
+    const context = { reconciler, status, stats: () => readStats(maps, reconciler), reload };
+    const handler = makeHandler(context);
+    const server = await ControlServer.listen(resolved.socket, handler, log.child({ module: "control" }));
     cleanups.push(() => server.close());
+    // The REST API runs the control socket's handler: the same changes, the same checks.
+    const api = await ApiServer.listen(splitListenAddress(resolved.api), {
+      handler,
+      metrics: new CaplanceMetrics(context, { timings }),
+      token: resolved.apiToken,
+      log: log.child({ module: "api" }),
+    });
+    cleanups.push(() => api.close());
+    if (registry) {
+      const listener = await startRegistry(registry, reconciler, sources, log.child({ module: "registry" }));
+      cleanups.push(() => listener.close());
+    }
 
     const timer = maintainLoop(reconciler, maps, log);
     cleanups.push(() => {

@@ -1,11 +1,12 @@
 // `lbctl unload --iface IF`: removes what Caplance put on IF — its XDP program (native or
-// generic) and a stale control socket — e.g. after a crashed daemon. Idempotent: nothing
+// generic), the NFQUEUE fallback's iptables chain and a stale control socket — e.g. after a crashed daemon. Idempotent: nothing
 // loaded is success. Refuses to touch another program's XDP, and a live daemon's socket.
 import { execFileSync } from "node:child_process";
 import { existsSync, unlinkSync } from "node:fs";
 import { socketIsLive } from "./api/control-server.js";
 import { DEFAULT_SOCKET } from "./api/protocol.js";
 import type { UnloadOptions } from "./cli/daemon-options.js";
+import { removeNfqRules } from "./dataplane/nfq-rules.js";
 import { detachXdp, queryXdp } from "./dataplane/xdp.js";
 import { LbError } from "./lib/errors.js";
 import { getLink } from "./net/links.js";
@@ -31,6 +32,7 @@ export async function runUnload(opts: UnloadOptions): Promise<number> {
   }
   if (existsSync(socket)) unlinkSync(socket);
   const link = await getLink(opts.iface);
+  await removeNfqRules(link.name); // the NFQUEUE fallback's iptables chain, if any
   const target = { ifindex: link.ifindex, ifname: link.name };
   const state = queryXdp(target);
   for (const [mode, id] of [

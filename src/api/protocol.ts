@@ -25,6 +25,11 @@ export type Command =
   | { cmd: "backend.resume"; vip: string; backend: string }
   | { cmd: "backend.list"; vip?: string }
   | { cmd: "stats" }
+  // `lbctl agent pause|resume|deregister|status` over the agent's own socket (src/agent/agent.ts).
+  | { cmd: "agent.pause" }
+  | { cmd: "agent.resume" }
+  | { cmd: "agent.deregister" }
+  | { cmd: "agent.status" }
   | { cmd: "reload" };
 
 export type Request = Command & { id: number };

@@ -18,6 +18,8 @@ export interface DaemonOptions {
   registrationPort?: number;
   /** ADDR:PORT (IPv6 bracketed), checked by the CLI. */
   api?: string;
+  /** Bearer token file (mode 0600) that turns REST changes on. */
+  apiTokenFile?: string;
   keep: boolean;
   logLevel?: string;
   logFile?: string;

@@ -1,11 +1,10 @@
 // lbctl: the table of commands (one module each under commands/), commander set up to report
 // usage errors with exit 2, and the single error boundary (errors.ts) around the whole run.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { Command } from "commander";
 
 import { DEFAULT_SOCKET } from "../api/protocol.js";
-import { packageRoot } from "../lib/paths.js";
+import { packageVersion } from "../lib/paths.js";
+import * as agent from "./commands/agent.js";
 import * as backend from "./commands/backend.js";
 import * as config from "./commands/config.js";
 import * as load from "./commands/load.js";
@@ -22,23 +21,12 @@ interface CommandModule {
 }
 
 /** In the order `lbctl --help` lists them. */
-const COMMANDS: readonly CommandModule[] = [load, unload, vip, backend, stats, status, reload, config];
+const COMMANDS: readonly CommandModule[] = [load, unload, vip, backend, stats, status, reload, config, agent];
 
 const HELP_FOOTER = `
 Daemon commands take --socket PATH, else $${SOCKET_ENV}, else ${DEFAULT_SOCKET}.
 Exit status: 0 success, 1 failure (message on stderr), 2 usage error.
 Details: docs/cli.md`;
-
-function version(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as {
-      version?: unknown;
-    };
-    return typeof pkg.version === "string" ? pkg.version : "unknown";
-  } catch {
-    return "unknown";
-  }
-}
 
 /** "vip add" for the `add` under `vip`; "" for the program itself. */
 export function commandPath(cmd: Command): string {
@@ -57,7 +45,7 @@ function addUsageHints(cmd: Command): void {
 export function buildProgram(): Command {
   const program = new Command("lbctl")
     .description("Caplance: XDP L4 load balancer — daemon and control")
-    .version(version(), "-V, --version")
+    .version(packageVersion(), "-V, --version")
     // Subcommands inherit both: commander throws instead of exiting with 1, and its messages
     // read "lbctl: …" like every other error.
     .exitOverride()

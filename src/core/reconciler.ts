@@ -61,7 +61,9 @@ export type ReconcileOperation =
   | "backend.remove"
   | "backend.drain"
   | "backend.resume"
-  | "backend.update";
+  | "backend.update"
+  /** A whole config file (start-up, reload), its batched table writes included. */
+  | "config.apply";
 
 /** Where a VIP or backend came from: a reload removes what the file no longer names, but only
  * what came from the file; run-time additions (CLI, registration) stay unless the file names
@@ -315,7 +317,7 @@ export class Reconciler {
   async applyConfig(desired: DesiredState): Promise<ApplySummary> {
     this.prefetched = this.prefetch(desired);
     try {
-      return await this.serialize(async () => {
+      return await this.change("config.apply", async () => {
         this.batch = { tables: new Set(), newVips: [], drops: [] };
         try {
           return await this.applyConfigLocked(desired);

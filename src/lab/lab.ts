@@ -35,7 +35,7 @@ export function uniquePrefix(): string {
 }
 
 export interface LoadOptions {
-  mode?: "auto" | "native" | "generic";
+  mode?: "auto" | "native" | "generic" | "nfqueue";
   config?: string;
   extra?: string[];
 }

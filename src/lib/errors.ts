@@ -19,6 +19,8 @@ export const LB_ERROR_CODES = [
   "LB_ERR_REQUEST", // a malformed control-socket request
   "LB_ERR_UNSUPPORTED", // a capability that this build does not have yet
   "LB_ERR_INTERNAL", // a bug: an unexpected exception behind the control socket
+  "LB_ERR_AUTH", // REST API: a change without the right bearer token (HTTP 401)
+  "LB_ERR_FORBIDDEN", // REST API: a change while changes are off, no --api-token-file (HTTP 403)
 ] as const;
 export type LbErrorCode = (typeof LB_ERROR_CODES)[number];
 

@@ -55,3 +55,15 @@ export function nativeLibraryPath(): string {
   ];
   return candidates.find((p) => existsSync(p)) ?? join(base, "Release", "caplance.so");
 }
+
+/** Caplance's version from its package.json, "unknown" when it cannot be read. */
+export function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as {
+      version?: unknown;
+    };
+    return typeof pkg.version === "string" ? pkg.version : "unknown";
+  } catch {
+    return "unknown";
+  }
+}

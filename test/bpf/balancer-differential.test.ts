@@ -1,11 +1,12 @@
 // Randomized differential test: valid flows, non-VIP traffic, mutated, truncated and garbage
-// frames through the real balancer and the reference model, with backend-set changes along the
+// frames through each data plane (the real XDP balancer, and the NFQUEUE worker's userspace
+// engine through FFI) and the reference model, with backend-set changes along the
 // way. Zero mismatches allowed. CAPLANCE_DIFF_PACKETS (default 100000) and CAPLANCE_DIFF_SEED
 // replay or enlarge a run; the seed is printed.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { LbCounter } from "../../src/maps/abi.js";
-import { BalancerHarness } from "../support/balancer-harness.js";
+import { BalancerHarness, PLANES, type PlaneKind } from "../support/balancer-harness.js";
 import { Prng } from "../support/prng.js";
 import { changeState, nextFrame, VIPS } from "../support/differential-traffic.js";
 import { installScenario } from "../support/scenario.js";
@@ -14,12 +15,18 @@ const PACKETS = Number(process.env.CAPLANCE_DIFF_PACKETS ?? 100_000);
 const SEED = Number(process.env.CAPLANCE_DIFF_SEED ?? 0x5eed1234);
 const FLOW_TABLE = 262144;
 
-test(`differential: ${PACKETS} random frames, kernel and model agree`, () => {
+for (const plane of PLANES) {
+  test(`differential: ${PACKETS} random frames, ${plane} and model agree`, () => {
+    differential(plane);
+  });
+}
+
+function differential(plane: PlaneKind): void {
   console.log(
     `differential seed ${SEED} (replay: CAPLANCE_DIFF_SEED=${SEED} CAPLANCE_DIFF_PACKETS=${PACKETS})`,
   );
   const rng = new Prng(SEED);
-  const harness = BalancerHarness.open(FLOW_TABLE);
+  const harness = BalancerHarness.open(FLOW_TABLE, plane);
   try {
     harness.apply((maps) => {
       installScenario(maps, VIPS);
@@ -43,14 +50,14 @@ test(`differential: ${PACKETS} random frames, kernel and model agree`, () => {
         );
       actions.set(d.action, (actions.get(d.action) ?? 0) + 1);
     }
-    assert.deepEqual(harness.kernelCounters(), modelCounters, "lb_counters totals (kernel vs model)");
+    assert.deepEqual(harness.dataplaneCounters(), modelCounters, `lb_counters totals (${plane} vs model)`);
     for (const [vipId, bytes] of vipBytes)
-      assert.equal(Number(harness.kernel.readVipStats(vipId).bytes), bytes, `VIP ${vipId} bytes`);
+      assert.equal(Number(harness.dataplane.readVipStats(vipId).bytes), bytes, `VIP ${vipId} bytes`);
     for (const [index, bytes] of backendBytes)
-      assert.equal(Number(harness.kernel.readBackendStats(index).bytes), bytes, `backend ${index} bytes`);
+      assert.equal(Number(harness.dataplane.readBackendStats(index).bytes), bytes, `backend ${index} bytes`);
     const c = modelCounters;
     console.log(
-      `differential: ${PACKETS} frames; actions ${JSON.stringify(Object.fromEntries(actions))}; ` +
+      `differential (${plane}): ${PACKETS} frames; actions ${JSON.stringify(Object.fromEntries(actions))}; ` +
         `flow hits ${c[LbCounter.LB_C_FLOW_HIT]}, misses ${c[LbCounter.LB_C_FLOW_MISS]}, stale ${c[LbCounter.LB_C_FLOW_STALE]}`,
     );
     // The mix must exercise every path, or the test proves little.
@@ -59,4 +66,4 @@ test(`differential: ${PACKETS} random frames, kernel and model agree`, () => {
   } finally {
     harness.close();
   }
-});
+}

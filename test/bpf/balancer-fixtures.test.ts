@@ -1,8 +1,9 @@
 // Packet fixtures through the real balancer (BPF_PROG_TEST_RUN, real maps filled through the map
-// layer) and the reference model: same action, same bytes, same counters, and the expected
-// decision of each fixture stated on its own.
+// layer) and through the NFQUEUE worker's userspace engine (FFI), each against the reference
+// model: same action, same bytes, same counters, and the expected decision of each fixture
+// stated on its own.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import { LB_C_DROP_BASE, LbCounter, LbDropReason } from "../../src/maps/abi.js";
 import { XdpAction } from "../../src/model/xdp-action.js";
 import {
@@ -14,7 +15,7 @@ import {
   type FrameSpec,
   type L4Spec,
 } from "../../src/model/packet-builder.js";
-import { BalancerHarness } from "../support/balancer-harness.js";
+import { BalancerHarness, PLANES } from "../support/balancer-harness.js";
 import { installScenario, writeBackend, writeTable, type VipSpec } from "../support/scenario.js";
 
 const WEB: VipSpec = {
@@ -458,89 +459,100 @@ function truncations(): Fixture[] {
   return cases;
 }
 
-let harness: BalancerHarness;
+// Each data plane: the XDP program ("kernel") and the NFQUEUE worker's engine ("engine").
+for (const plane of PLANES) {
+  describe(`${plane} data plane`, () => {
+    let harness: BalancerHarness;
 
-before(() => {
-  harness = BalancerHarness.open();
-  harness.apply((maps) => {
-    installScenario(maps, VIPS);
+    before(() => {
+      harness = BalancerHarness.open(65536, plane);
+      harness.apply((maps) => {
+        installScenario(maps, VIPS);
+      });
+    });
+
+    after(() => {
+      harness.close();
+    });
+
+    test("fixture table: data plane and model agree, with the expected decision", () => {
+      const all = [...FIXTURES, ...truncations()];
+      assert.ok(all.length >= 40, `at least 40 fixtures (have ${all.length})`);
+      for (const fx of all) {
+        const before = harness.dataplaneCounters();
+        const decision = harness.compare(fx.frame(), fx.name);
+        const deltas = harness.dataplaneCounters().map((v, i) => v - (before[i] ?? 0));
+        assert.deepEqual(deltas, decision.counters, `${fx.name}: counter deltas (data plane vs model)`);
+        if (fx.action >= 0) assert.equal(decision.action, fx.action, `${fx.name}: action`);
+        if (fx.counter !== undefined)
+          assert.equal(deltas[fx.counter], 1, `${fx.name}: counted under #${fx.counter}`);
+        if (fx.backend !== undefined)
+          assert.equal(decision.backendTraffic?.index, fx.backend, `${fx.name}: backend`);
+        // A truncated frame is never sent: passed untouched or dropped.
+        if (fx.action < 0)
+          assert.ok(
+            decision.action === XdpAction.XDP_PASS || decision.action === XdpAction.XDP_DROP,
+            fx.name,
+          );
+      }
+    });
+
+    test("flow sticks to its backend after the backend set changes, SYN re-picks", () => {
+      const sports = Array.from({ length: 64 }, (_, i) => 20000 + i);
+      const first = new Map<number, number>();
+      for (const sport of sports) {
+        const d = harness.compare(tcp4("198.18.1.1", 80, TcpFlag.SYN, {}, sport), `SYN ${sport}`);
+        first.set(sport, d.backendTraffic?.index ?? -1);
+      }
+      // Add a fourth backend: Maglev moves some slots to it, but established flows stay.
+      const grown: VipSpec = { ...WEB, backends: [...WEB.backends, { index: 14, address: "198.18.0.20" }] };
+      harness.apply((maps) => {
+        writeBackend(maps, 0, { index: 14, address: "198.18.0.20" });
+        writeTable(maps, grown);
+      });
+      let moved = 0;
+      for (const sport of sports) {
+        const ack = harness.compare(tcp4("198.18.1.1", 80, TcpFlag.ACK, {}, sport), `ACK ${sport}`);
+        assert.equal(ack.backendTraffic?.index, first.get(sport), `flow ${sport} stays on its backend`);
+        const syn = harness.compare(tcp4("198.18.1.1", 80, TcpFlag.SYN, {}, sport), `new SYN ${sport}`);
+        if (syn.backendTraffic?.index === 14) moved++;
+      }
+      assert.ok(moved > 0, "a SYN reusing a 5-tuple takes a fresh pick (some land on the new backend)");
+
+      // Drain backend 0 (weight 0): its flows stay; SYNs avoid it.
+      const drained: VipSpec = {
+        ...grown,
+        backends: grown.backends.map((b) => (b.index === 0 ? { ...b, weight: 0 } : b)),
+      };
+      harness.apply((maps) => {
+        writeTable(maps, drained);
+      });
+      for (const sport of sports) {
+        const before = harness.compare(
+          tcp4("198.18.1.1", 80, TcpFlag.ACK, {}, sport),
+          `drained ACK ${sport}`,
+        );
+        if (before.backendTraffic?.index === 0) {
+          const syn = harness.compare(tcp4("198.18.1.1", 80, TcpFlag.SYN, {}, sport), `drained SYN ${sport}`);
+          assert.notEqual(syn.backendTraffic?.index, 0, "a SYN never lands on a drained backend");
+        }
+      }
+
+      // Remove backend 1: its flows are re-picked (stale), the others stay.
+      const removed: VipSpec = { ...drained, backends: drained.backends.filter((b) => b.index !== 1) };
+      harness.apply((maps) => {
+        writeBackend(maps, 0, { index: 1, address: "198.18.0.12", inUse: false });
+        writeTable(maps, removed);
+      });
+      const staleBefore = harness.dataplaneCounters()[LbCounter.LB_C_FLOW_STALE] ?? 0;
+      for (const sport of sports) {
+        const d = harness.compare(tcp4("198.18.1.1", 80, TcpFlag.ACK, {}, sport), `after removal ${sport}`);
+        assert.notEqual(d.backendTraffic?.index, 1, "no packet goes to a removed backend");
+      }
+      assert.ok(
+        (harness.dataplaneCounters()[LbCounter.LB_C_FLOW_STALE] ?? 0) > staleBefore,
+        "stale flows were counted",
+      );
+    });
   });
-});
-
-after(() => {
-  harness.close();
-});
-
-test("fixture table: kernel and model agree, with the expected decision", () => {
-  const all = [...FIXTURES, ...truncations()];
-  assert.ok(all.length >= 40, `at least 40 fixtures (have ${all.length})`);
-  for (const fx of all) {
-    const before = harness.kernelCounters();
-    const decision = harness.compare(fx.frame(), fx.name);
-    const deltas = harness.kernelCounters().map((v, i) => v - (before[i] ?? 0));
-    assert.deepEqual(deltas, decision.counters, `${fx.name}: counter deltas (kernel vs model)`);
-    if (fx.action >= 0) assert.equal(decision.action, fx.action, `${fx.name}: action`);
-    if (fx.counter !== undefined)
-      assert.equal(deltas[fx.counter], 1, `${fx.name}: counted under #${fx.counter}`);
-    if (fx.backend !== undefined)
-      assert.equal(decision.backendTraffic?.index, fx.backend, `${fx.name}: backend`);
-    // A truncated frame is never sent: passed untouched or dropped.
-    if (fx.action < 0)
-      assert.ok(decision.action === XdpAction.XDP_PASS || decision.action === XdpAction.XDP_DROP, fx.name);
-  }
-});
-
-test("flow sticks to its backend after the backend set changes, SYN re-picks", () => {
-  const sports = Array.from({ length: 64 }, (_, i) => 20000 + i);
-  const first = new Map<number, number>();
-  for (const sport of sports) {
-    const d = harness.compare(tcp4("198.18.1.1", 80, TcpFlag.SYN, {}, sport), `SYN ${sport}`);
-    first.set(sport, d.backendTraffic?.index ?? -1);
-  }
-  // Add a fourth backend: Maglev moves some slots to it, but established flows stay.
-  const grown: VipSpec = { ...WEB, backends: [...WEB.backends, { index: 14, address: "198.18.0.20" }] };
-  harness.apply((maps) => {
-    writeBackend(maps, 0, { index: 14, address: "198.18.0.20" });
-    writeTable(maps, grown);
-  });
-  let moved = 0;
-  for (const sport of sports) {
-    const ack = harness.compare(tcp4("198.18.1.1", 80, TcpFlag.ACK, {}, sport), `ACK ${sport}`);
-    assert.equal(ack.backendTraffic?.index, first.get(sport), `flow ${sport} stays on its backend`);
-    const syn = harness.compare(tcp4("198.18.1.1", 80, TcpFlag.SYN, {}, sport), `new SYN ${sport}`);
-    if (syn.backendTraffic?.index === 14) moved++;
-  }
-  assert.ok(moved > 0, "a SYN reusing a 5-tuple takes a fresh pick (some land on the new backend)");
-
-  // Drain backend 0 (weight 0): its flows stay; SYNs avoid it.
-  const drained: VipSpec = {
-    ...grown,
-    backends: grown.backends.map((b) => (b.index === 0 ? { ...b, weight: 0 } : b)),
-  };
-  harness.apply((maps) => {
-    writeTable(maps, drained);
-  });
-  for (const sport of sports) {
-    const before = harness.compare(tcp4("198.18.1.1", 80, TcpFlag.ACK, {}, sport), `drained ACK ${sport}`);
-    if (before.backendTraffic?.index === 0) {
-      const syn = harness.compare(tcp4("198.18.1.1", 80, TcpFlag.SYN, {}, sport), `drained SYN ${sport}`);
-      assert.notEqual(syn.backendTraffic?.index, 0, "a SYN never lands on a drained backend");
-    }
-  }
-
-  // Remove backend 1: its flows are re-picked (stale), the others stay.
-  const removed: VipSpec = { ...drained, backends: drained.backends.filter((b) => b.index !== 1) };
-  harness.apply((maps) => {
-    writeBackend(maps, 0, { index: 1, address: "198.18.0.12", inUse: false });
-    writeTable(maps, removed);
-  });
-  const staleBefore = harness.kernelCounters()[LbCounter.LB_C_FLOW_STALE] ?? 0;
-  for (const sport of sports) {
-    const d = harness.compare(tcp4("198.18.1.1", 80, TcpFlag.ACK, {}, sport), `after removal ${sport}`);
-    assert.notEqual(d.backendTraffic?.index, 1, "no packet goes to a removed backend");
-  }
-  assert.ok(
-    (harness.kernelCounters()[LbCounter.LB_C_FLOW_STALE] ?? 0) > staleBefore,
-    "stale flows were counted",
-  );
-});
+}

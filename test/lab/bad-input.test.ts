@@ -206,13 +206,11 @@ test("an interface that does not exist: exit 1, named, with a hint", async () =>
   await assertUntouched("missing interface");
 });
 
-test("--keep and --mode nfqueue are refused before anything is touched", async () => {
+// --mode nfqueue is supported now (test/lab/nfqueue-lab.test.ts).
+test("--keep is refused before anything is touched", async () => {
   const keep = await load(["--keep", "--config", GOOD_CONFIG, "--socket", lab.socket]);
   assertFailed(keep, "--keep", /--keep.*not supported/, /hint: /);
   await assertUntouched("--keep");
-  const nfq = await load(["--mode", "nfqueue", "--config", GOOD_CONFIG, "--socket", lab.socket]);
-  assertFailed(nfq, "--mode nfqueue", /nfqueue.*not supported/, /hint: /);
-  await assertUntouched("--mode nfqueue");
 });
 
 test("a second load on the same interface is refused; the first daemon keeps serving", async () => {

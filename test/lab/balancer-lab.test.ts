@@ -92,7 +92,7 @@ test("IPv6 VIP over IPv6 backends", async () => {
   await lbctlOk(["vip", "add", "tcp/[2001:db8:1::1]:80"]);
   for (const i of [1, 2, 3])
     await lbctlOk(["backend", "add", "tcp/[2001:db8:1::1]:80", `2001:db8::1${i}`, "--name", `b${i}`]);
-  const r = await lab.http("http://[2001:db8:1::1]/", 600);
+  const r = await lab.http("http://[2001:db8:1::1]/", 1000);
   assert.equal(r.failed, 0, `failures: ${r.errors.join("; ")}`);
   assertSpread(r.byBackend, { b1: 1, b2: 1, b3: 1 }, "IPv6 spread");
   await lbctlOk(["vip", "remove", "tcp/[2001:db8:1::1]:80"]);
@@ -101,7 +101,7 @@ test("IPv6 VIP over IPv6 backends", async () => {
 test("UDP VIP: answers from the VIP, spread over backends", async () => {
   await lbctlOk(["vip", "add", "udp/198.18.1.2:53"]);
   for (const i of [1, 2, 3]) await lbctlOk(["backend", "add", "udp/198.18.1.2:53", `198.18.0.1${i}`]);
-  const r = await lab.udp("198.18.1.2", 53, 600);
+  const r = await lab.udp("198.18.1.2", 53, 1500);
   assert.equal(r.failed, 0);
   assertSpread(r.byBackend, { b1: 1, b2: 1, b3: 1 }, "UDP spread");
   await lbctlOk(["vip", "remove", "udp/198.18.1.2:53"]);

@@ -16,6 +16,7 @@ interface LoadOpts {
   secretFile?: string;
   registrationPort?: number;
   api?: string;
+  apiTokenFile?: string;
   keep?: boolean;
   logLevel?: string;
   logFile?: string;
@@ -32,6 +33,7 @@ export function toDaemonOptions(o: LoadOpts): DaemonOptions {
     ...(o.secretFile === undefined ? {} : { secretFile: o.secretFile }),
     ...(o.registrationPort === undefined ? {} : { registrationPort: o.registrationPort }),
     ...(o.api === undefined ? {} : { api: o.api }),
+    ...(o.apiTokenFile === undefined ? {} : { apiTokenFile: o.apiTokenFile }),
     ...(o.logLevel === undefined ? {} : { logLevel: o.logLevel }),
     ...(o.logFile === undefined ? {} : { logFile: o.logFile }),
   };
@@ -60,6 +62,7 @@ export function register(program: Command): void {
       "REST + Prometheus /metrics listener (default 127.0.0.1:7071)",
       parseListenAddress,
     )
+    .option("--api-token-file <f>", "bearer token (mode 0600 file) that turns REST API changes on")
     .option("--keep", "on SIGINT/SIGTERM leave the data plane forwarding; the next load adopts it")
     // Checked by the daemon (LB_ERR_USAGE): the list lives in config/schema.ts, which pulls in zod,
     // too slow to load for every lbctl invocation.

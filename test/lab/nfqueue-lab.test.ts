@@ -1,0 +1,212 @@
+// The NFQUEUE fallback end to end in a namespace lab: `lbctl load --mode nfqueue` (iptables
+// NFQUEUE rules + the caplance-nfq worker) in the balancer's namespace, the same clients,
+// backends and expectations as the XDP lab test; a killed worker is restarted; and a mixed
+// run: the same fixed-source-port flows through an XDP balancer and an NFQUEUE balancer reach
+// the same backend.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { join } from "node:path";
+import { packageRoot } from "../../src/lib/paths.js";
+import { Lab, uniquePrefix } from "../../src/lab/lab.js";
+
+const lab = new Lab(uniquePrefix(), 4);
+const CONFIG = join(packageRoot(), "confs", "simple_1.yaml");
+const NAME_PORT = 8080;
+
+function assertSpread(byBackend: Record<string, number>, names: string[], label: string): void {
+  const total = Object.values(byBackend).reduce((a, b) => a + b, 0);
+  for (const name of names) {
+    const share = (byBackend[name] ?? 0) / total;
+    const want = 1 / names.length;
+    assert.ok(
+      Math.abs(share - want) <= 0.15 * want,
+      `${label}: ${name} got ${(share * 100).toFixed(1)}% (${JSON.stringify(byBackend)})`,
+    );
+  }
+}
+
+async function lbctlOk(args: string[]): Promise<string> {
+  const r = await lab.lbctl(args);
+  assert.equal(r.code, 0, `lbctl ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function status(): Promise<{ mode: string; modeReason: string; pid: number }> {
+  return JSON.parse(await lbctlOk(["status", "--json"])) as { mode: string; modeReason: string; pid: number };
+}
+
+/** One UDP query per fixed source port from the client: port -> answering backend. */
+async function udpBySourcePort(
+  address: string,
+  port: number,
+  sports: number[],
+): Promise<Record<number, string>> {
+  const script = `
+const dgram = require("node:dgram");
+const [addr, port, ...sports] = process.argv.slice(1);
+(async () => {
+  const out = {};
+  for (const sp of sports) {
+    out[sp] = await new Promise((resolve) => {
+      const s = dgram.createSocket({ type: "udp4", reuseAddr: true });
+      const t = setTimeout(() => { s.close(); resolve("timeout"); }, 2000);
+      s.on("message", (m) => { clearTimeout(t); s.close(); resolve(m.toString().trim()); });
+      s.bind(Number(sp), () => s.send("who?\\n", Number(port), addr));
+    });
+  }
+  console.log(JSON.stringify(out));
+})();`;
+  const r = await lab.inNs("cl", process.execPath, [
+    "-e",
+    script,
+    address,
+    String(port),
+    ...sports.map(String),
+  ]);
+  assert.equal(r.code, 0, `client exited ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Record<number, string>;
+}
+
+before(async () => {
+  await lab.up();
+  await lab.startDaemon({ mode: "nfqueue", config: CONFIG });
+});
+
+after(async () => {
+  const code = await lab.stopDaemon();
+  const rules = await lab.inNs("lb", "iptables-save", ["-t", "raw"]);
+  await lab.down();
+  assert.equal(code, 0, `daemon exit code on SIGTERM\n${lab.daemonLog}`);
+  assert.ok(!rules.stdout.includes("CAPLANCE"), `rules removed on stop:\n${rules.stdout}`);
+});
+
+test("status: nfqueue mode, requested; rules match only the VIP", async () => {
+  const s = await status();
+  assert.equal(s.mode, "nfqueue");
+  assert.equal(s.modeReason, "requested");
+  const rules = await lab.inNs("lb", "iptables-save", ["-t", "raw"]);
+  const queued = rules.stdout.split("\n").filter((l) => l.includes("NFQUEUE"));
+  assert.deepEqual(
+    queued.map((l) => l.replace(/ --queue-(balance|num) \S+/, "")),
+    ["-A CAPLANCE -d 198.18.1.1/32 -p tcp -j NFQUEUE --queue-bypass"],
+  );
+});
+
+test("1000 HTTP requests over 3 backends: all succeed, 1/3 ± 15% each, counters as in XDP", async () => {
+  const r = await lab.http("http://198.18.1.1/", 1000);
+  assert.equal(r.failed, 0, `failures: ${r.errors.join("; ")}`);
+  assertSpread(r.byBackend, ["b1", "b2", "b3"], "spread");
+  const stats = JSON.parse(await lbctlOk(["stats", "--json"])) as {
+    counters: Record<string, number>;
+    vips: Record<string, { packets: number }>;
+  };
+  const vipPackets = stats.vips["tcp/198.18.1.1:80"]?.packets ?? 0;
+  assert.ok(vipPackets >= 4000, `VIP packets ${vipPackets}`);
+  assert.equal(stats.counters.tx ?? 0, vipPackets, "every VIP packet encapsulated and sent");
+});
+
+test("IPv6 VIP over IPv6 backends", async () => {
+  await lbctlOk(["vip", "add", "tcp/[2001:db8:1::1]:80"]);
+  for (const i of [1, 2, 3])
+    await lbctlOk(["backend", "add", "tcp/[2001:db8:1::1]:80", `2001:db8::1${i}`, "--name", `b${i}`]);
+  const r = await lab.http("http://[2001:db8:1::1]/", 1000);
+  assert.equal(r.failed, 0, `failures: ${r.errors.join("; ")}`);
+  assertSpread(r.byBackend, ["b1", "b2", "b3"], "IPv6 spread");
+  await lbctlOk(["vip", "remove", "tcp/[2001:db8:1::1]:80"]);
+});
+
+test("UDP VIP: answers from the VIP, spread over backends", async () => {
+  await lbctlOk(["vip", "add", "udp/198.18.1.2:53"]);
+  for (const i of [1, 2, 3]) await lbctlOk(["backend", "add", "udp/198.18.1.2:53", `198.18.0.1${i}`]);
+  const r = await lab.udp("198.18.1.2", 53, 1500);
+  assert.equal(r.failed, 0);
+  assertSpread(r.byBackend, ["b1", "b2", "b3"], "UDP spread");
+  await lbctlOk(["vip", "remove", "udp/198.18.1.2:53"]);
+});
+
+test("drain keeps a long-lived connection; new connections avoid the drained backend", async () => {
+  const vip = `tcp/198.18.1.1:${NAME_PORT}`;
+  await lbctlOk(["vip", "add", vip]);
+  for (const i of [1, 2, 3]) await lbctlOk(["backend", "add", vip, `198.18.0.1${i}`]);
+  const session = lab.session("198.18.1.1", NAME_PORT);
+  const name = await session.ask();
+  assert.ok(name, "long-lived connection answered");
+  const address = `198.18.0.1${name.slice(1)}`;
+  await lbctlOk(["backend", "drain", vip, address]);
+  const fresh = Array.from({ length: 15 }, () => lab.session("198.18.1.1", NAME_PORT));
+  const names = await Promise.all(fresh.map((s) => s.ask()));
+  assert.ok(
+    names.every((n) => n !== undefined && n !== name),
+    `new connections avoid ${name}: ${names.join(",")}`,
+  );
+  for (let i = 0; i < 5; i++) assert.equal(await session.ask(), name, "long-lived connection stays");
+  for (const s of [session, ...fresh]) s.close();
+  await lbctlOk(["vip", "remove", vip]);
+});
+
+test("remove moves only the removed backend's flows", async () => {
+  const vip = `tcp/198.18.1.1:${NAME_PORT}`;
+  await lbctlOk(["vip", "add", vip]);
+  for (const i of [1, 2, 3]) await lbctlOk(["backend", "add", vip, `198.18.0.1${i}`]);
+  const sessions = Array.from({ length: 12 }, () => lab.session("198.18.1.1", NAME_PORT));
+  const first = await Promise.all(sessions.map((s) => s.ask()));
+  const victim = first.find((n) => n !== undefined);
+  assert.ok(victim, "sessions answered");
+  await lbctlOk(["backend", "remove", vip, `198.18.0.1${victim.slice(1)}`]);
+  const second = await Promise.all(sessions.map((s) => s.ask()));
+  sessions.forEach((_, i) => {
+    if (first[i] !== victim) assert.equal(second[i], first[i], `session ${i} untouched`);
+    else assert.notEqual(second[i], victim, `session ${i} left removed ${victim}`);
+  });
+  for (const s of sessions) s.close();
+  await lbctlOk(["vip", "remove", vip]);
+});
+
+test("a killed worker is restarted and logged; the daemon stays up and balances again", async () => {
+  const daemonPid = (await status()).pid;
+  const ps = await lab.inNs("lb", "ps", ["-o", "pid=,comm=", "--ppid", String(daemonPid)]);
+  const worker = ps.stdout
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/))
+    .find(([, comm]) => comm === "caplance-nfq");
+  assert.ok(worker?.[0], `worker among the daemon's children:\n${ps.stdout}`);
+  process.kill(Number(worker[0]), "SIGKILL");
+  // Bypass while it is down: non-VIP traffic is never queued; VIP traffic resumes after restart.
+  const deadline = Date.now() + 10_000;
+  while (!lab.daemonLog.includes("NFQUEUE worker restarted") && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 200));
+  assert.ok(lab.daemonLog.includes("NFQUEUE worker died"), "death logged");
+  assert.ok(lab.daemonLog.includes("NFQUEUE worker restarted"), "restart logged");
+  assert.equal((await status()).pid, daemonPid, "daemon still up");
+  const r = await lab.http("http://198.18.1.1/", 300);
+  assert.equal(r.failed, 0, `failures after restart: ${r.errors.join("; ")}`);
+  for (const name of ["b1", "b2", "b3"])
+    assert.ok(
+      (r.byBackend[name] ?? 0) > 50,
+      `${name} in rotation after restart: ${JSON.stringify(r.byBackend)}`,
+    );
+});
+
+test("mixed: the same fixed-source-port flows pick the same backend through XDP and NFQUEUE", async () => {
+  const vip = "udp/198.18.1.2:53"; // a VIP the lab backends hold on lo
+  const sports = Array.from({ length: 40 }, (_, i) => 41000 + i * 7);
+  const configure = async (): Promise<void> => {
+    await lbctlOk(["vip", "add", vip]);
+    for (const i of [1, 2, 3, 4]) await lbctlOk(["backend", "add", vip, `198.18.0.1${i}`]);
+  };
+  await configure();
+  const viaNfq = await udpBySourcePort("198.18.1.2", 53, sports);
+  await lab.stopDaemon();
+  await lab.startDaemon({ mode: "generic", config: CONFIG });
+  assert.equal((await status()).mode, "generic");
+  await configure();
+  const viaXdp = await udpBySourcePort("198.18.1.2", 53, sports);
+  await lab.stopDaemon();
+  await lab.startDaemon({ mode: "nfqueue", config: CONFIG }); // for after()
+  assert.ok(
+    Object.values(viaNfq).every((n) => n !== "timeout"),
+    JSON.stringify(viaNfq),
+  );
+  assert.ok(new Set(Object.values(viaNfq)).size >= 3, `flows spread: ${JSON.stringify(viaNfq)}`);
+  assert.deepEqual(viaXdp, viaNfq, "same backend per flow in both modes");
+});
