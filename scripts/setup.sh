@@ -8,7 +8,8 @@ say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 apt_packages=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config iproute2 ethtool iputils-ping
-  iptables curl libnetfilter-queue-dev make g++ python3)
+  iptables curl libnetfilter-queue-dev make g++ python3
+  vagrant) # vagrant: `vagrant validate` of vagrant/Vagrantfile in the tests; no VM is booted
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

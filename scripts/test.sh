@@ -7,12 +7,6 @@ bash scripts/setup.sh
 echo "test: lint"
 npm run --silent lint
 [ "$(id -u)" -eq 0 ] || { echo "test: the BPF and lab layers need root (run: sudo npm test)" >&2; exit 1; }
-# vagrant validate checks vagrant/Vagrantfile (test/unit/vagrant.test.ts); no VM is booted.
-if ! command -v vagrant >/dev/null 2>&1; then
-  echo "test: installing vagrant from apt (for vagrant validate)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends vagrant >/dev/null
-fi
 layers=(unit abi bpf lab)
 files=()
 for layer in "${layers[@]}"; do
