@@ -10,15 +10,22 @@ import { MAX_REQUEST_BYTES, type Request, type Response } from "./protocol.js";
 
 export type Handler = (request: Request) => Promise<{ result: unknown; warnings?: string[] }>;
 
-/** True when a process accepts connections on the socket path. */
-export function socketIsLive(path: string): Promise<boolean> {
+/** True when a process accepts connections on the socket path (within timeoutMs: a wedged
+ * listener whose backlog is full counts as live, so its socket is never unlinked). */
+export function socketIsLive(path: string, timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {
     const probe = connect(path);
+    const timer = setTimeout(() => {
+      probe.destroy();
+      resolve(true);
+    }, timeoutMs);
     probe.once("connect", () => {
+      clearTimeout(timer);
       probe.destroy();
       resolve(true);
     });
     probe.once("error", () => {
+      clearTimeout(timer);
       resolve(false);
     });
   });
