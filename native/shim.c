@@ -521,6 +521,90 @@ int lb_unpin(const char *path)
 	return unlink(path) ? -errno : 0;
 }
 
+/* ---- pinned maps and XDP links (hitless restart) --------------------------------------- */
+
+int lb_obj_set_pin_dir(int h, const char *dir)
+{
+	struct bpf_object *obj = obj_get(h);
+	struct bpf_map *m;
+	char path[512];
+	int err;
+
+	lb_clear_error();
+	if (!obj)
+		return -EBADF;
+	bpf_object__for_each_map(m, obj) {
+		if (bpf_map__is_internal(m))
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", dir, bpf_map__name(m)) >= (int)sizeof(path))
+			return -ENAMETOOLONG;
+		err = bpf_map__set_pin_path(m, path);
+		if (err) {
+			lb_set_error("map %s: cannot set pin path %s: %s", bpf_map__name(m), path,
+				     strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+int lb_xdp_link_create(int prog_fd, int ifindex, __u32 flags)
+{
+	LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = flags);
+	int fd;
+
+	lb_clear_error();
+	fd = bpf_link_create(prog_fd, ifindex, BPF_XDP, &opts);
+	if (fd < 0)
+		lb_set_error("XDP link on ifindex %d: %s", ifindex, strerror(-fd));
+	return fd;
+}
+
+int lb_link_update(int link_fd, int prog_fd)
+{
+	lb_clear_error();
+	return bpf_link_update(link_fd, prog_fd, NULL);
+}
+
+int lb_link_info(int link_fd, void *out)
+{
+	struct bpf_link_info info;
+	__u32 len = sizeof(info), v[4];
+	int err;
+
+	memset(&info, 0, sizeof(info));
+	err = bpf_obj_get_info_by_fd(link_fd, &info, &len);
+	if (err)
+		return err;
+	v[0] = info.id;
+	v[1] = info.prog_id;
+	v[2] = info.type;
+	v[3] = info.type == BPF_LINK_TYPE_XDP ? info.xdp.ifindex : 0;
+	memcpy(out, v, sizeof(v));
+	return 0;
+}
+
+int lb_prog_tag(int prog_fd, __u32 prog_id, void *out)
+{
+	struct bpf_prog_info info;
+	__u32 len = sizeof(info);
+	int fd = prog_fd, err;
+
+	if (fd < 0) {
+		fd = bpf_prog_get_fd_by_id(prog_id);
+		if (fd < 0)
+			return fd;
+	}
+	memset(&info, 0, sizeof(info));
+	err = bpf_obj_get_info_by_fd(fd, &info, &len);
+	if (prog_fd < 0)
+		close(fd);
+	if (err)
+		return err;
+	memcpy(out, info.tag, BPF_TAG_SIZE);
+	return 0;
+}
+
 /* ---- BPF_PROG_TEST_RUN ---------------------------------------------------------------- */
 
 int lb_prog_test_run(int prog_fd, const void *data_in, __u32 size_in, void *data_out,

@@ -71,6 +71,17 @@ LB_API int lb_obj_pin(int fd, const char *path);
 LB_API int lb_obj_get(const char *path);
 LB_API int lb_unpin(const char *path);
 
+/* Hitless restart. set_pin_dir (before load): every non-internal map is pinned at DIR/<name>,
+ * and an existing compatible pin there is reused instead of creating the map. An XDP link
+ * (flags: XDP_FLAGS_SKB_MODE or XDP_FLAGS_DRV_MODE) returns its fd; link_update swaps the
+ * program atomically. link_info out: 4 x __u32 {link id, prog id, link type, ifindex (XDP,
+ * 0 once detached)}. prog_tag out: 8 bytes, of prog_fd, or of prog_id when prog_fd < 0. */
+LB_API int lb_obj_set_pin_dir(int h, const char *dir);
+LB_API int lb_xdp_link_create(int prog_fd, int ifindex, __u32 flags);
+LB_API int lb_link_update(int link_fd, int prog_fd);
+LB_API int lb_link_info(int link_fd, void *out);
+LB_API int lb_prog_tag(int prog_fd, __u32 prog_id, void *out);
+
 /* BPF_PROG_TEST_RUN. out_meta (12 bytes): 3 x __u32 {retval, size_out, duration_ns}. The
  * kernel rejects frames shorter than 14 bytes. ingress_ifindex != 0 runs the program with a
  * struct xdp_md naming that device (needed by bpf_fib_lookup). */

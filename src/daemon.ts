@@ -1,25 +1,37 @@
 // The daemon (`lbctl load`): the composition root. Validate everything first (config, interface,
 // socket, what is attached), then load → fill the maps → attach → serve; stop in reverse order
 // on SIGINT/SIGTERM. Returns the process exit code.
+import { readFileSync } from "node:fs";
 import type { Logger } from "pino";
 import { ControlServer, socketIsLive } from "./api/control-server.js";
 import { makeHandler } from "./api/handlers.js";
 import { ApiServer, DEFAULT_API, splitListenAddress } from "./api/http-server.js";
-import { CaplanceMetrics, ReconcileTimings } from "./api/metrics.js";
+import { CaplanceMetrics, HealthCheckMetrics, ReconcileTimings } from "./api/metrics.js";
 import { DEFAULT_SOCKET, type ReloadResult, type SettingOrigin, type StatusResult } from "./api/protocol.js";
 import type { DaemonOptions } from "./cli/daemon-options.js";
 import { loadConfigFile, type Config } from "./config/load.js";
 import { Reconciler } from "./core/reconciler.js";
 import { readStats } from "./core/stats.js";
+import { HealthChecker } from "./health/checker.js";
 import { openDataplane } from "./dataplane/dataplane.js";
 import { freshBpfObject } from "./dataplane/bpf-build.js";
 import { BpfObject } from "./dataplane/bpf-object.js";
 import { queryXdp } from "./dataplane/xdp.js";
+import { hasPinnedLink, netnsInode, pinDir } from "./dataplane/pinned-xdp.js";
+import {
+  readStateFile,
+  removeStateFile,
+  statePath,
+  STATE_VERSION,
+  writeStateFile,
+  type StateFile,
+} from "./core/state-file.js";
 import { parseAddress, type IpAddress } from "./lib/addr.js";
 import { LbError } from "./lib/errors.js";
 import { createLogger, isLogLevel, type LogLevel } from "./lib/log.js";
 import { readTokenFile } from "./lib/private-file.js";
 import {
+  LB_ABI_VERSION,
   LB_FLOW_TABLE_SIZE,
   LB_MAGLEV_SIZE_DEFAULT,
   LB_SETTINGS_F_HAVE_V4,
@@ -134,12 +146,12 @@ async function sourceAddresses(
 }
 
 export async function runDaemon(opts: DaemonOptions): Promise<number> {
-  if (opts.keep) {
+  if ((opts.keep || opts.once === true) && opts.mode === "nfqueue") {
     throw new LbError(
       "LB_ERR_UNSUPPORTED",
-      "--keep (leave the data plane forwarding after stop) is not supported yet",
+      "--keep and --once need an XDP data plane: the NFQUEUE worker stops with the daemon",
       {
-        hint: "it arrives with hitless restart; run without --keep",
+        hint: "use --mode auto, native or generic with --keep",
       },
     );
   }
@@ -153,8 +165,29 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       hint: "stop it first (lbctl status shows which interface it serves), or give this one another --socket",
     });
   }
+  // Pins a previous daemon left (--keep, or a crash): adopt them, if their state is readable.
+  const pinned = hasPinnedLink(link.ifindex);
+  const adopt = pinned ? readStateFile(statePath(netnsInode(), link.ifindex), link.name) : undefined;
+  if (pinned && (adopt === undefined || opts.mode === "nfqueue")) {
+    throw new LbError(
+      "LB_ERR_EXISTS",
+      adopt === undefined
+        ? `interface ${link.name} has a pinned Caplance data plane (${pinDir(link.ifindex)}) but no state file to adopt it with`
+        : `interface ${link.name} has a pinned XDP data plane: --mode nfqueue cannot adopt it`,
+      { hint: `remove it (this drops its flows) with: lbctl unload --iface ${link.name}` },
+    );
+  }
+  if (adopt && adopt.pid !== process.pid && processAlive(adopt.pid)) {
+    throw new LbError(
+      "LB_ERR_EXISTS",
+      `interface ${link.name} already has an XDP program: Caplance's, served by a running lbctl load (pid ${adopt.pid})`,
+      {
+        hint: `stop that daemon first (with --keep to hand over without loss); lbctl unload --iface ${link.name} removes it`,
+      },
+    );
+  }
   const attached = queryXdp({ ifindex: link.ifindex, ifname: link.name });
-  if (attached.progId !== 0) {
+  if (!pinned && attached.progId !== 0) {
     throw new LbError(
       "LB_ERR_EXISTS",
       `interface ${link.name} already has an XDP program (id ${attached.progId}, ${attached.mode})`,
@@ -169,7 +202,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       hint: "give one with --source IP",
     });
   }
-  return serve(opts, resolved, config, link, sources, log, registry);
+  return serve(opts, resolved, config, link, sources, log, registry, adopt);
 }
 
 async function serve(
@@ -180,11 +213,26 @@ async function serve(
   sources: { v4?: IpAddress; v6?: IpAddress },
   log: Logger,
   registry?: PreparedRegistry,
+  adopt?: StateFile,
 ): Promise<number> {
   const started = Date.now();
-  const objectPath = freshBpfObject("balancer", (line) => {
-    log.info(line);
-  });
+  // Adopted tables keep their size: settings take effect after an unload (docs/operations.md).
+  const maglevSize = adopt?.maglevSize ?? resolved.maglevSize;
+  if (maglevSize !== resolved.maglevSize)
+    log.warn(
+      { adopted: maglevSize, configured: resolved.maglevSize },
+      "maglev_size of the adopted tables kept",
+    );
+  const stateFile = statePath(netnsInode(), link.ifindex);
+  // Adopted: an error before ready leaves the running data plane alone. Ready: --keep decides.
+  let keep = adopt !== undefined;
+  let persistTimer: NodeJS.Immediate | undefined;
+  // $CAPLANCE_BALANCER_OBJECT: another build of the balancer (an upgrade, adopted through a link update).
+  const objectPath =
+    process.env.CAPLANCE_BALANCER_OBJECT ??
+    freshBpfObject("balancer", (line) => {
+      log.info(line);
+    });
   const obj = BpfObject.open(objectPath, { maxEntries: { lb_flows: resolved.flowTableSize } });
   const cleanups: (() => void | Promise<void>)[] = [
     () => {
@@ -209,24 +257,81 @@ async function serve(
       flowTableSize: resolved.flowTableSize,
       log,
     });
-    cleanups.push(() => dataplane.stop());
+    cleanups.push(() => {
+      if (!keep) removeStateFile(stateFile);
+      return dataplane.stop(keep);
+    });
     const { maps, mode, reason } = dataplane;
+    if ((opts.keep || opts.once === true) && mode === "nfqueue") {
+      throw new LbError(
+        "LB_ERR_ATTACH",
+        `--keep and --once need XDP, and ${link.name} fell back to NFQUEUE (${reason})`,
+      );
+    }
     maps.setSettings({
       srcV4: sources.v4?.bytes.slice(0, 4) ?? new Uint8Array(4),
       srcV6: sources.v6?.bytes ?? new Uint8Array(16),
-      maglevSize: resolved.maglevSize,
+      maglevSize,
       flags: (sources.v4 ? LB_SETTINGS_F_HAVE_V4 : 0) | (sources.v6 ? LB_SETTINGS_F_HAVE_V6 : 0),
     });
     const timings = new ReconcileTimings();
+    // Run-time state on disk after every change (coalesced per event-loop turn), for adoption.
+    const saveState = (): void => {
+      if (mode === "nfqueue") return;
+      writeStateFile(stateFile, {
+        version: STATE_VERSION,
+        abi: LB_ABI_VERSION,
+        iface: link.name,
+        pid: process.pid,
+        maglevSize,
+        vips: reconciler.snapshot(),
+      });
+    };
+    const persist = (): void => {
+      persistTimer ??= setImmediate(() => {
+        persistTimer = undefined;
+        try {
+          saveState();
+        } catch (err) {
+          log.error({ err, stateFile }, "state file not written");
+        }
+      });
+    };
     const reconciler = new Reconciler(maps, kernelNextHops(), {
-      maglevSize: resolved.maglevSize,
+      maglevSize,
       log: log.child({ module: "reconciler" }),
-      onChange: timings.observe,
+      onChange: (operation, seconds) => {
+        timings.observe(operation, seconds);
+        persist();
+      },
+    });
+    if (adopt) reconciler.restore(adopt.vips); // then the config on top, as a reload would
+    cleanups.push(() => {
+      if (persistTimer) clearImmediate(persistTimer);
+      if (keep) saveState();
     });
     for (const warning of (await reconciler.applyConfig(config?.desired ?? { vips: [] })).warnings)
       log.warn(warning);
 
     await dataplane.activate();
+    saveState();
+    if (opts.once === true) {
+      keep = true; // the next load (or lbctl unload) takes it from here
+      log.info(
+        { iface: link.name, mode, adopted: dataplane.adopted ?? false },
+        "--once: applied, left pinned",
+      );
+      await stop();
+      return 0;
+    }
+    // Health checks (config `health`): configured now, started once everything else serves.
+    const healthMetrics = new HealthCheckMetrics();
+    const checker = new HealthChecker(reconciler, {
+      log: log.child({ module: "health" }),
+      onProbe: healthMetrics.observe,
+      onForget: healthMetrics.forget,
+    });
+    checker.configure(config?.health ?? new Map());
 
     const status = (): StatusResult => ({
       iface: link.name,
@@ -240,6 +345,9 @@ async function serve(
       backends: reconciler.backendCount,
       uptimeSeconds: Math.round((Date.now() - started) / 1000),
       settings: resolved.settings,
+      adopted: dataplane.adopted ?? false,
+      upgraded: dataplane.upgraded ?? false,
+      keep: opts.keep,
     });
     const reload = async (): Promise<ReloadResult> => {
       if (!opts.config) {
@@ -249,6 +357,7 @@ async function serve(
       }
       const next = loadConfigFile(opts.config); // invalid: throws with file:line, nothing applied
       const summary = await reconciler.applyConfig(next.desired);
+      checker.configure(next.health);
       if (JSON.stringify(next.settings) !== JSON.stringify(config?.settings ?? {})) {
         summary.warnings.push(
           "settings (maglev_size, log_level, log_file) take effect at the next lbctl load",
@@ -264,7 +373,7 @@ async function serve(
     // The REST API runs the control socket's handler: the same changes, the same checks.
     const api = await ApiServer.listen(splitListenAddress(resolved.api), {
       handler,
-      metrics: new CaplanceMetrics(context, { timings }),
+      metrics: new CaplanceMetrics(context, { timings, health: healthMetrics }),
       token: resolved.apiToken,
       log: log.child({ module: "api" }),
     });
@@ -274,6 +383,8 @@ async function serve(
       cleanups.push(() => listener.close());
     }
 
+    checker.start();
+    cleanups.push(() => checker.stop());
     const timer = maintainLoop(reconciler, maps, log);
     cleanups.push(() => {
       clearInterval(timer);
@@ -282,6 +393,7 @@ async function serve(
       { iface: link.name, mode, socket: resolved.socket, vips: reconciler.listVips().length },
       "caplance ready",
     );
+    keep = opts.keep;
     await untilStopSignal(log, reload);
     log.info("stopping");
     await stop();
@@ -289,6 +401,15 @@ async function serve(
   } catch (err) {
     await stop();
     throw err;
+  }
+}
+
+/** A live `lbctl load` with that pid (a reused pid running something else does not count). */
+function processAlive(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes("load");
+  } catch {
+    return false;
   }
 }
 

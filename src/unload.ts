@@ -1,5 +1,5 @@
 // `lbctl unload --iface IF`: removes what Caplance put on IF — its XDP program (native or
-// generic), the NFQUEUE fallback's iptables chain and a stale control socket — e.g. after a crashed daemon. Idempotent: nothing
+// generic; pinned link and maps under bpffs, state file), the NFQUEUE fallback's iptables chain and a stale control socket — e.g. after a crashed daemon. Idempotent: nothing
 // loaded is success. Refuses to touch another program's XDP, and a live daemon's socket.
 import { execFileSync } from "node:child_process";
 import { existsSync, unlinkSync } from "node:fs";
@@ -8,6 +8,8 @@ import { DEFAULT_SOCKET } from "./api/protocol.js";
 import type { UnloadOptions } from "./cli/daemon-options.js";
 import { removeNfqRules } from "./dataplane/nfq-rules.js";
 import { detachXdp, queryXdp } from "./dataplane/xdp.js";
+import { netnsInode, pinDir, unpinAll } from "./dataplane/pinned-xdp.js";
+import { removeStateFile, statePath } from "./core/state-file.js";
 import { LbError } from "./lib/errors.js";
 import { getLink } from "./net/links.js";
 
@@ -33,6 +35,9 @@ export async function runUnload(opts: UnloadOptions): Promise<number> {
   if (existsSync(socket)) unlinkSync(socket);
   const link = await getLink(opts.iface);
   await removeNfqRules(link.name); // the NFQUEUE fallback's iptables chain, if any
+  // Pinned maps and link (hitless restart): unpinning the link detaches the program.
+  unpinAll(pinDir(link.ifindex));
+  removeStateFile(statePath(netnsInode(), link.ifindex));
   const target = { ifindex: link.ifindex, ifname: link.name };
   const state = queryXdp(target);
   for (const [mode, id] of [

@@ -47,6 +47,40 @@ export class ReconcileTimings {
   };
 }
 
+/** Seconds: a probe on a LAN answers in well under a millisecond; a dead one lasts its timeout. */
+export const HEALTH_CHECK_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+];
+
+/** caplance_health_check_*: fed by the health checker (src/health/checker.ts) as probes finish. */
+export class HealthCheckMetrics {
+  readonly checks = new Counter({
+    name: "caplance_health_check_total",
+    help: "Active health probes of a backend, by result (success, timeout, refused, bad_status, error)",
+    labelNames: ["vip", "backend", "result"] as const,
+    registers: [],
+  });
+
+  readonly duration = new Histogram({
+    name: "caplance_health_check_duration_seconds",
+    help: "Time an active health probe took (connect, or HTTP GET and status), in seconds",
+    labelNames: ["vip"] as const,
+    buckets: HEALTH_CHECK_BUCKETS,
+    registers: [],
+  });
+
+  readonly observe = (o: { vip: string; backend: string; result: string; seconds: number }): void => {
+    this.checks.inc({ vip: o.vip, backend: o.backend, result: o.result });
+    this.duration.observe({ vip: o.vip }, o.seconds);
+  };
+
+  /** A backend left its VIP (or its checks were removed): its series go. */
+  readonly forget = (vip: string, backend: string): void => {
+    for (const result of ["success", "timeout", "refused", "bad_status", "error"])
+      this.checks.remove({ vip, backend, result });
+  };
+}
+
 interface Snapshot {
   readonly stats: StatsResult;
   readonly vips: VipView[];
@@ -56,6 +90,7 @@ interface Snapshot {
 
 export interface MetricsOptions {
   readonly timings?: ReconcileTimings;
+  readonly health?: HealthCheckMetrics;
   /** prom-client's process_* and nodejs_* metrics (default true). */
   readonly processMetrics?: boolean;
 }
@@ -242,6 +277,9 @@ export class CaplanceMetrics {
     info.set({ version: packageVersion(), abi: String(LB_ABI_VERSION) }, 1);
 
     this.registry.registerMetric((opts.timings ?? new ReconcileTimings()).histogram);
+    const health = opts.health ?? new HealthCheckMetrics();
+    this.registry.registerMetric(health.checks);
+    this.registry.registerMetric(health.duration);
     if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }
 

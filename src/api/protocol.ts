@@ -102,4 +102,9 @@ export interface StatusResult {
   backends: number;
   uptimeSeconds: number;
   settings: Record<string, SettingOrigin>;
+  /** Hitless restart: took over a data plane a previous daemon left pinned; its program was swapped. */
+  adopted?: boolean;
+  upgraded?: boolean;
+  /** --keep: stopping leaves the data plane pinned and forwarding. */
+  keep?: boolean;
 }

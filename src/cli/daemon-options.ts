@@ -21,6 +21,8 @@ export interface DaemonOptions {
   /** Bearer token file (mode 0600) that turns REST changes on. */
   apiTokenFile?: string;
   keep: boolean;
+  /** --once: apply, leave the data plane pinned and forwarding, exit (no sockets served). */
+  once?: boolean;
   logLevel?: string;
   logFile?: string;
 }

@@ -10,7 +10,9 @@ import { parseBackendAddress, parseVip } from "../core/vip-syntax.js";
 import { LbError } from "../lib/errors.js";
 import { formatPath, positionOf } from "./positions.js";
 import { configSchema, crossFieldIssues } from "./schema.js";
-import type { ConfigIssue, LogLevel, RawBackend, RawConfig, RawVip } from "./schema.js";
+import type { ConfigIssue, LogLevel, RawBackend, RawConfig, RawHealth, RawVip } from "./schema.js";
+import { formatVip } from "../core/vip-syntax.js";
+import { HEALTH_DEFAULTS, type HealthCheckSpec } from "../health/spec.js";
 
 export interface ConfigSettings {
   /** Maglev table size M (prime); the daemon's default applies when absent. */
@@ -25,6 +27,8 @@ export interface Config {
   readonly file: string;
   readonly desired: DesiredState;
   readonly settings: ConfigSettings;
+  /** Active health checks by canonical VIP text (formatVip); VIPs without `health` are absent. */
+  readonly health: ReadonlyMap<string, HealthCheckSpec>;
 }
 
 interface PlacedLine {
@@ -87,6 +91,30 @@ function toVip(v: RawVip): VipSpec {
   return { vip: parseVip(v.vip), hash: v.hash ?? "5tuple", backends: (v.backends ?? []).map(toBackend) };
 }
 
+/** Defaults applied; the port defaults to the VIP's (the schema required one where that is 0 or UDP). */
+export function toHealth(h: RawHealth, vipPort: number): HealthCheckSpec {
+  return {
+    type: h.type ?? HEALTH_DEFAULTS.type,
+    port: h.port ?? vipPort,
+    path: h.path ?? HEALTH_DEFAULTS.path,
+    expectStatus: h.expect_status ?? HEALTH_DEFAULTS.expectStatus,
+    intervalMs: h.interval_ms ?? HEALTH_DEFAULTS.intervalMs,
+    timeoutMs: h.timeout_ms ?? HEALTH_DEFAULTS.timeoutMs,
+    rise: h.rise ?? HEALTH_DEFAULTS.rise,
+    fall: h.fall ?? HEALTH_DEFAULTS.fall,
+  };
+}
+
+function healthOf(vips: readonly RawVip[]): Map<string, HealthCheckSpec> {
+  const out = new Map<string, HealthCheckSpec>();
+  for (const v of vips) {
+    if (v.health === undefined) continue;
+    const ref = parseVip(v.vip);
+    out.set(formatVip(ref), toHealth(v.health, ref.port));
+  }
+  return out;
+}
+
 function toSettings(s: RawConfig["settings"]): ConfigSettings {
   return {
     ...(s?.maglev_size === undefined ? {} : { maglevSize: s.maglev_size }),
@@ -125,6 +153,7 @@ export function parseConfig(text: string, fileName: string): Config {
     file: fileName,
     desired: { vips: (data.vips ?? []).map(toVip) },
     settings: toSettings(data.settings),
+    health: healthOf(data.vips ?? []),
   };
 }
 

@@ -10,6 +10,15 @@
 //       weight          integer 0..65535                   default 1 (0 = drained: no new flows)
 //       name            1..64 characters, no whitespace    default none
 //       encap_port      integer 1..65535                   default 6080, or the port in address
+//     health            map                                default none (no active checks)
+//       type            tcp | http                         default tcp
+//       port            integer 1..65535                   default the VIP's port (required: UDP, port 0)
+//       path            /... (http only)                   default /
+//       expect_status   integer 100..599 (http only)       default 200
+//       interval_ms     integer 100..3600000               default 1000
+//       timeout_ms      integer 10..60000                  default 1000
+//       rise            integer 1..100                     default 2
+//       fall            integer 1..100                     default 3
 //   settings            map                                default {}  (null = {})
 //     maglev_size       prime 257..1048573                 default 65537 (chosen by the daemon)
 //     log_level         fatal|error|warn|info|debug|trace  default info (chosen by the daemon)
@@ -21,6 +30,7 @@ import { z } from "zod";
 import { isPrime } from "../maglev/maglev.js";
 import { LB_MAGLEV_SIZE_MAX, LB_MAX_VIPS } from "../maps/abi.js";
 import { addressToString } from "../lib/addr.js";
+import { HEALTH_LIMITS, HEALTH_TYPES } from "../health/spec.js";
 import {
   HASH_MODES,
   VIP_EXAMPLE,
@@ -28,6 +38,7 @@ import {
   parseVipResult,
   vipKey,
 } from "../core/vip-syntax.js";
+import type { VipRef } from "../core/types.js";
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -124,11 +135,33 @@ export const backendSchema = strictMap(
   "a backend map",
 );
 
+const PATH_EXPECTED = `an HTTP path starting with "/", 1..${HEALTH_LIMITS.pathLength} printable characters without spaces`;
+const pathText = z
+  .string({ error: expected(PATH_EXPECTED) })
+  .regex(new RegExp(`^/[\\x21-\\x7e]{0,${HEALTH_LIMITS.pathLength - 1}}$`), {
+    error: expected(PATH_EXPECTED),
+  });
+
+export const healthSchema = strictMap(
+  {
+    type: z.enum(HEALTH_TYPES, { error: expected(`one of ${HEALTH_TYPES.join(", ")}`) }).optional(),
+    port: intRange(1, 65535).optional(),
+    path: pathText.optional(),
+    expect_status: intRange(100, 599).optional(),
+    interval_ms: intRange(...HEALTH_LIMITS.intervalMs).optional(),
+    timeout_ms: intRange(...HEALTH_LIMITS.timeoutMs).optional(),
+    rise: intRange(...HEALTH_LIMITS.rise).optional(),
+    fall: intRange(...HEALTH_LIMITS.fall).optional(),
+  },
+  "a health-check map",
+);
+
 export const vipSchema = strictMap(
   {
     vip: vipText,
     hash: z.enum(HASH_MODES, { error: expected(`one of ${HASH_MODES.join(", ")}`) }).optional(),
     backends: z.array(backendSchema, { error: expected("a list of backends") }).nullish(),
+    health: healthSchema.optional(),
   },
   "a VIP map",
 );
@@ -162,6 +195,7 @@ export const configSchema = strictMap(
 export type RawConfig = z.output<typeof configSchema>;
 export type RawVip = z.output<typeof vipSchema>;
 export type RawBackend = z.output<typeof backendSchema>;
+export type RawHealth = z.output<typeof healthSchema>;
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -187,6 +221,29 @@ function encapConflict(backend: Record<string, unknown>, path: ConfigPath): Conf
   };
 }
 
+/** health: a port where the VIP's own cannot serve (UDP, port 0); HTTP-only keys on a TCP check. */
+function healthIssues(health: unknown, vip: VipRef | undefined, i: number): ConfigIssue[] {
+  if (!isRecord(health)) return [];
+  const issues: ConfigIssue[] = [];
+  if (health["port"] === undefined && vip !== undefined && (vip.proto !== "tcp" || vip.port === 0)) {
+    issues.push({
+      path: ["vips", i, "health"],
+      message: `port is required for a ${vip.proto === "tcp" ? "port-0" : "UDP"} VIP (the check is a TCP connect or HTTP GET to that port on each backend)`,
+    });
+  }
+  // Only for a valid non-HTTP type: a bad type is reported on its own.
+  const type = health["type"] ?? "tcp";
+  for (const key of ["path", "expect_status"]) {
+    if (type === "tcp" && health[key] !== undefined)
+      issues.push({
+        path: ["vips", i, "health", key],
+        message: "applies to type http only (type is tcp)",
+        atKey: true,
+      });
+  }
+  return issues;
+}
+
 /**
  * The rules across fields and sibling items: duplicate VIPs (same canonical text), duplicate
  * backend addresses within a VIP, encap_port against ADDR:PORT. They read the raw document
@@ -206,6 +263,8 @@ export function crossFieldIssues(raw: unknown): ConfigIssue[] {
       else
         issues.push({ path: ["vips", i, "vip"], message: `duplicate VIP ${key} (first at vips[${first}])` });
     }
+    if (isRecord(item))
+      issues.push(...healthIssues(item["health"], vip?.ok === true ? vip.value : undefined, i));
     const backendSeen = new Map<string, number>();
     for (const [j, backend] of listAt(item, "backends").entries()) {
       if (!isRecord(backend)) continue;

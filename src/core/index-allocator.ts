@@ -21,6 +21,12 @@ export class IndexAllocator {
     this.used.delete(index);
   }
 
+  /** Marks an index taken (restoring adopted state); the cursor moves past it. */
+  reserve(index: number): void {
+    this.used.add(index);
+    if (index >= this.cursor) this.cursor = (index + 1) % this.size;
+  }
+
   get inUse(): number {
     return this.used.size;
   }
@@ -44,5 +50,9 @@ export class LowestFreeAllocator {
 
   release(id: number): void {
     this.used.delete(id);
+  }
+
+  reserve(id: number): void {
+    this.used.add(id);
   }
 }

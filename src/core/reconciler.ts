@@ -4,7 +4,7 @@
 // matched. Operations are serialized, so map writes never interleave.
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Logger } from "pino";
-import { formatAddress, type IpAddress } from "../lib/addr.js";
+import { formatAddress, parseAddress, type IpAddress } from "../lib/addr.js";
 import { LbError } from "../lib/errors.js";
 import { buildMaglevTable } from "../maglev/maglev.js";
 import {
@@ -26,7 +26,8 @@ import {
   type HashMode,
   type VipRef,
 } from "./types.js";
-import { formatVip } from "./vip-syntax.js";
+import type { VipSnapshot } from "./state-file.js";
+import { formatVip, parseVip } from "./vip-syntax.js";
 
 /** What the data plane needs to reach a backend (src/net/next-hop.ts resolves it). */
 export interface NextHop {
@@ -62,6 +63,8 @@ export type ReconcileOperation =
   | "backend.drain"
   | "backend.resume"
   | "backend.update"
+  /** A health-check verdict (src/health): down leaves the table, up comes back. */
+  | "backend.health"
   /** A whole config file (start-up, reload), its batched table writes included. */
   | "config.apply";
 
@@ -85,6 +88,8 @@ interface BackendRuntime {
   weight: number;
   name: string;
   drained: boolean;
+  /** Failed its health checks: out of the table, entry not in use (its flows are re-picked). */
+  down: boolean;
   nextHop: NextHop | undefined;
 }
 
@@ -199,6 +204,76 @@ export class Reconciler {
     return this.backendIndices.inUse;
   }
 
+  // ---- hitless restart (state-file.ts)
+
+  /** Everything a restarted daemon needs to take over the maps this reconciler wrote. */
+  snapshot(): VipSnapshot[] {
+    return [...this.vips.values()].map((v) => ({
+      vip: v.key,
+      id: v.id,
+      hash: v.hash,
+      origin: v.origin,
+      backends: [...v.backends.values()].map((b) => ({
+        address: addrKey(b.address),
+        encapPort: b.encapPort,
+        index: b.index,
+        weight: b.weight,
+        name: b.name,
+        drained: b.drained,
+        origin: b.origin,
+      })),
+    }));
+  }
+
+  /**
+   * Takes over adopted maps: the VIPs and backends of a snapshot, with their ids and indices,
+   * without writing anything (the maps hold them already; flows keep pointing at the same
+   * indices). A backend whose entry is in lb_backends keeps that next hop; one without is
+   * pending and resolved by maintain(). Only on an empty reconciler.
+   */
+  restore(vips: readonly VipSnapshot[]): void {
+    if (this.vips.size > 0) throw new LbError("LB_ERR_INTERNAL", "restore() on a reconciler in use");
+    for (const s of vips) {
+      const ref = parseVip(s.vip);
+      const vip: VipRuntime = {
+        origin: s.origin,
+        id: s.id,
+        ref,
+        key: formatVip(ref),
+        hash: s.hash,
+        backends: new Map(),
+      };
+      this.vipIds.reserve(s.id);
+      for (const b of s.backends) {
+        const address = parseAddress(b.address);
+        const entry = this.maps.getBackend(b.index);
+        const inMap =
+          entry !== undefined &&
+          (entry.flags & LB_BACKEND_F_NEIGH) !== 0 &&
+          entry.vipId === s.id &&
+          formatAddress(entry.address, entry.family) === addrKey(address);
+        this.backendIndices.reserve(b.index);
+        vip.backends.set(addrKey(address), {
+          origin: b.origin,
+          index: b.index,
+          address,
+          encapPort: b.encapPort,
+          weight: b.weight,
+          name: b.name,
+          drained: b.drained,
+          // Down before the restart (entry kept, not in use): stays out of the table until the
+          // checks pass again (or, without checks, the checker brings it back at once).
+          down: inMap && (entry.flags & LB_BACKEND_F_IN_USE) === 0,
+          nextHop: inMap
+            ? { ifindex: entry.ifindex, smac: entry.smac, dmac: entry.dmac, mtu: entry.mtu }
+            : undefined,
+        });
+      }
+      this.vips.set(vip.key, vip);
+    }
+    this.opts.log?.info({ vips: this.vips.size, backends: this.backendIndices.inUse }, "state restored");
+  }
+
   // ---- VIPs
 
   addVip(ref: VipRef, hash: HashMode, origin: Origin = "runtime"): Promise<VipView> {
@@ -256,6 +331,7 @@ export class Reconciler {
         weight: spec.weight,
         name: spec.name ?? key,
         drained: false,
+        down: false,
         nextHop: undefined,
       };
       vip.backends.set(key, backend);
@@ -304,6 +380,41 @@ export class Reconciler {
       this.opts.log?.info(
         { vip: vip.key, backend: addrKey(address), drained },
         drained ? "backend drained" : "backend resumed",
+      );
+      return this.view(vip, backend);
+    });
+  }
+
+  /**
+   * A health verdict (src/health). Down: the table stops naming the backend, then its entry loses
+   * LB_BACKEND_F_IN_USE, so its established flows miss and are re-picked (it is dead: keeping them
+   * would black-hole them), while its index stays allocated and is not reused. Up: entry first,
+   * then the table. Drain is independent: a drained backend that goes down and comes back is
+   * still drained. `index` (optional) ignores a verdict about a backend since replaced.
+   */
+  setHealth(
+    ref: VipRef,
+    address: IpAddress,
+    healthy: boolean,
+    reason: string,
+    index?: number,
+  ): Promise<BackendView> {
+    return this.change("backend.health", () => {
+      const vip = this.getVip(ref);
+      const backend = this.getBackend(vip, address);
+      if (backend.down === !healthy || (index !== undefined && backend.index !== index))
+        return this.view(vip, backend);
+      backend.down = !healthy;
+      if (backend.down) {
+        this.writeTable(vip);
+        this.writeBackend(vip, backend);
+      } else {
+        this.writeBackend(vip, backend);
+        this.writeTable(vip);
+      }
+      this.opts.log?.info(
+        { vip: vip.key, backend: addrKey(address), state: this.state(backend), reason },
+        healthy ? "backend up: health checks pass" : "backend down: health checks fail",
       );
       return this.view(vip, backend);
     });
@@ -520,7 +631,7 @@ export class Reconciler {
     this.maps.putBackend(b.index, {
       address: b.address.bytes,
       family: b.address.family,
-      flags: LB_BACKEND_F_IN_USE | LB_BACKEND_F_NEIGH,
+      flags: (b.down ? 0 : LB_BACKEND_F_IN_USE) | LB_BACKEND_F_NEIGH,
       encapPort: b.encapPort,
       vipId: vip.id,
       ifindex: nh.ifindex,
@@ -539,7 +650,7 @@ export class Reconciler {
     this.backendIndices.release(b.index);
   }
 
-  /** Backends in the table: resolved ones, at weight 0 when drained. */
+  /** Backends in the table: resolved ones not down, at weight 0 when drained. */
   private writeTable(vip: VipRuntime): void {
     if (this.batch) {
       this.batch.tables.add(vip);
@@ -550,7 +661,7 @@ export class Reconciler {
 
   private tableOf(vip: VipRuntime): Uint32Array {
     const members = [...vip.backends.values()]
-      .filter((b) => b.nextHop)
+      .filter((b) => b.nextHop && !b.down)
       .map((b) => ({
         address: b.address.bytes,
         encapPort: b.encapPort,
@@ -602,6 +713,7 @@ export class Reconciler {
 
   private state(b: BackendRuntime): BackendState {
     if (!b.nextHop) return "pending";
+    if (b.down) return "down";
     return b.drained || b.weight === 0 ? "draining" : "active";
   }
 

@@ -39,25 +39,27 @@ export async function attachWithMode(
   progFd: number,
   requested: RequestedMode,
   log: Logger,
+  /** How to attach (default: the netlink attach; pinned-xdp.ts passes a BPF link's). */
+  attach: (target: { ifindex: number; ifname: string }, progFd: number, mode: XdpMode) => void = attachXdp,
 ): Promise<{ mode: XdpMode; reason: string }> {
   if (requested !== "auto") {
-    attachXdp(target, progFd, requested);
+    attach(target, progFd, requested);
     return { mode: requested, reason: "requested" };
   }
   const risk = await nativeRisk(target.ifname);
   if (risk) {
-    attachXdp(target, progFd, "generic");
+    attach(target, progFd, "generic");
     const reason = `auto: generic because ${risk}; use --mode native when the peer runs XDP`;
     log.info({ iface: target.ifname, mode: "generic", reason }, "XDP mode chosen");
     return { mode: "generic", reason };
   }
   try {
-    attachXdp(target, progFd, "native");
+    attach(target, progFd, "native");
     log.info({ iface: target.ifname, mode: "native" }, "XDP mode chosen");
     return { mode: "native", reason: "auto: native XDP attached" };
   } catch (err) {
     const why = err instanceof LbError ? err.message : String(err);
-    attachXdp(target, progFd, "generic");
+    attach(target, progFd, "generic");
     const reason = `auto: generic because native was refused (${why})`;
     log.info({ iface: target.ifname, mode: "generic", reason }, "XDP mode chosen");
     return { mode: "generic", reason };

@@ -51,6 +51,13 @@ export class BpfObject {
     }
   }
 
+  /** Before load: pin every map at DIR/<name>, reusing a compatible map pinned there already. */
+  setPinDir(dir: string): void {
+    const ret = Native.get().objSetPinDir(this.live(), dir);
+    if (ret < 0)
+      throw nativeError("LB_ERR_LOAD", `BPF object ${this.path}: cannot pin its maps under ${dir}`, ret);
+  }
+
   /** Creates the maps and loads the programs (the verifier runs here). */
   load(): void {
     const ret = Native.get().objLoad(this.live());

@@ -5,8 +5,7 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import type { BpfObject } from "./bpf-object.js";
-import { attachWithMode } from "./attach-mode.js";
-import { detachXdp } from "./xdp.js";
+import { hasPinnedLink, openPinnedXdp } from "./pinned-xdp.js";
 import { NfqWorker } from "./nfq-worker.js";
 import { installNfqRules, removeNfqRules, type NfqTarget } from "./nfq-rules.js";
 import { LbError } from "../lib/errors.js";
@@ -25,7 +24,11 @@ export interface Dataplane {
   readonly worker?: NfqWorker;
   /** Once the maps hold the configuration: nfqueue waits for the worker and installs its rules. */
   activate(): Promise<void>;
-  stop(): Promise<void>;
+  /** keep (XDP only): leave it pinned and forwarding for the next load to adopt. */
+  stop(keep?: boolean): Promise<void>;
+  /** XDP: adopted from pins a previous daemon left (pinned-xdp.ts), and whether its program was swapped. */
+  readonly adopted?: boolean;
+  readonly upgraded?: boolean;
 }
 
 export interface DataplaneOptions {
@@ -45,25 +48,22 @@ export async function openDataplane(opts: DataplaneOptions): Promise<Dataplane> 
   const { link, log } = opts;
   if (opts.requested !== "nfqueue") {
     try {
-      opts.obj.load();
-      const { mode, reason } = await attachWithMode(
-        { ifindex: link.ifindex, ifname: link.name },
-        opts.obj.progFd("lb_balancer"),
-        opts.requested,
-        log,
-      );
+      // Pinned and attached through a BPF link, so it can outlive the daemon (pinned-xdp.ts).
+      const xdp = await openPinnedXdp({ requested: opts.requested, link, obj: opts.obj, log });
       return {
-        maps: BalancerMaps.fromObject(opts.obj),
-        mode,
-        reason,
+        maps: xdp.maps,
+        mode: xdp.mode,
+        reason: xdp.reason,
+        adopted: xdp.adopted,
+        upgraded: xdp.upgraded,
         activate: () => Promise.resolve(),
-        stop: () => {
-          detachXdp({ ifindex: link.ifindex, ifname: link.name }, mode);
+        stop: (keep = false) => {
+          xdp.stop(keep);
           return Promise.resolve();
         },
       };
     } catch (err) {
-      if (opts.requested !== "auto") throw err;
+      if (opts.requested !== "auto" || hasPinnedLink(link.ifindex)) throw err; // never fall back over pinned state
       const why = err instanceof LbError ? err.message : String(err);
       const reason = `auto: nfqueue because XDP could not be loaded or attached (${why})`;
       log.warn({ iface: link.name, mode: "nfqueue", reason }, "XDP unavailable: falling back to NFQUEUE");

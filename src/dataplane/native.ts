@@ -51,6 +51,11 @@ const SIGNATURES = {
   lb_obj_pin: [I32, STR],
   lb_obj_get: [STR],
   lb_unpin: [STR],
+  lb_obj_set_pin_dir: [I32, STR],
+  lb_xdp_link_create: [I32, I32, U32],
+  lb_link_update: [I32, I32],
+  lb_link_info: [I32, BUF],
+  lb_prog_tag: [I32, U32, BUF],
   lb_prog_test_run: [I32, BUF, U32, BUF, U32, U32, U32, BUF],
   lb_abi_sizeof: [STR],
   lb_abi_offsetof: [STR, STR],
@@ -322,6 +327,43 @@ export class Native {
   }
   unpin(path: string): number {
     return this.fn.lb_unpin([path]);
+  }
+
+  // ---- pinned maps and XDP links (hitless restart)
+
+  objSetPinDir(h: number, dir: string): number {
+    return this.fn.lb_obj_set_pin_dir([h, dir]);
+  }
+  xdpLinkCreate(progFd: number, ifindex: number, flags: number): number {
+    return this.fn.lb_xdp_link_create([progFd, ifindex, flags]);
+  }
+  linkUpdate(linkFd: number, progFd: number): number {
+    return this.fn.lb_link_update([linkFd, progFd]);
+  }
+  /** The link's ids and its interface (0 once the interface went away). */
+  linkInfo(linkFd: number): { id: number; progId: number; type: number; ifindex: number } {
+    const out = new Uint8Array(16);
+    const ret = this.fn.lb_link_info([linkFd, out]);
+    if (ret < 0) throw nativeError("LB_ERR_ATTACH", "BPF link: cannot read its info", ret);
+    const v = new DataView(out.buffer);
+    return {
+      id: v.getUint32(0, true),
+      progId: v.getUint32(4, true),
+      type: v.getUint32(8, true),
+      ifindex: v.getUint32(12, true),
+    };
+  }
+  /** The program's tag (hex): equal tags, equal instructions. progFd < 0: by progId. */
+  progTag(progFd: number, progId = 0): string {
+    const out = new Uint8Array(8);
+    const ret = this.fn.lb_prog_tag([progFd, progId, out]);
+    if (ret < 0)
+      throw nativeError(
+        "LB_ERR_LOAD",
+        `BPF program ${progFd < 0 ? `id ${progId}` : `fd ${progFd}`}: cannot read its tag`,
+        ret,
+      );
+    return Buffer.from(out).toString("hex");
   }
 
   // ---- BPF_PROG_TEST_RUN

@@ -173,6 +173,19 @@ export class Lab {
     return code;
   }
 
+  /** Sends the daemon a signal (SIGKILL: a crash) and waits for it to exit; its exit code or signal. */
+  async kill(signal: NodeJS.Signals): Promise<number | string | undefined> {
+    const child = this.daemon;
+    if (!child) return undefined;
+    this.daemon = undefined;
+    if (child.exitCode !== null || child.signalCode !== null)
+      return child.exitCode ?? child.signalCode ?? undefined;
+    const exited = once(child, "exit") as Promise<[number | null, string | null]>;
+    child.kill(signal);
+    const [code, sig] = await exited;
+    return code ?? sig ?? undefined;
+  }
+
   async http(
     url: string,
     count: number,

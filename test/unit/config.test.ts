@@ -122,7 +122,7 @@ void test("unknown top-level key", () => {
 
 void test("unknown VIP key", () => {
   assertErrors(yaml("vips:", "  - vip: tcp/198.18.1.1:80", "    hsah: src-ip"), [
-    ["3:5: vips[0].hsah: ", "unknown key (expected one of vip, hash, backends)"],
+    ["3:5: vips[0].hsah: ", "unknown key (expected one of vip, hash, backends, health)"],
   ]);
 });
 
@@ -380,4 +380,73 @@ void test("docs/config.md: its YAML examples load, or give exactly the errors it
     );
   }
   assert.equal(withErrors, 1, "one example shows its errors");
+});
+
+void test("health: defaults, the VIP's port, http settings, absent for VIPs without checks", () => {
+  const config = parseConfig(
+    yaml(
+      "vips:",
+      "  - vip: tcp/198.18.1.1:80",
+      "    health: {}",
+      "  - vip: udp/198.18.1.2:53",
+      "    health: { type: http, port: 8080, path: /healthz, expect_status: 204, interval_ms: 200,",
+      "              timeout_ms: 150, rise: 1, fall: 2 }",
+      "  - vip: tcp/198.18.1.3:443",
+    ),
+    FILE,
+  );
+  assert.deepEqual(Object.fromEntries(config.health), {
+    "tcp/198.18.1.1:80": {
+      type: "tcp",
+      port: 80,
+      path: "/",
+      expectStatus: 200,
+      intervalMs: 1000,
+      timeoutMs: 1000,
+      rise: 2,
+      fall: 3,
+    },
+    "udp/198.18.1.2:53": {
+      type: "http",
+      port: 8080,
+      path: "/healthz",
+      expectStatus: 204,
+      intervalMs: 200,
+      timeoutMs: 150,
+      rise: 1,
+      fall: 2,
+    },
+  });
+});
+
+void test("health errors: unknown key, ranges, port needed for UDP and port 0, http-only keys", () => {
+  assertErrors(
+    yaml(
+      "vips:",
+      "  - vip: tcp/198.18.1.1:80",
+      "    health:",
+      "      type: icmp",
+      "      intervall_ms: 100",
+      "      fall: 0",
+      "      path: healthz",
+      "  - vip: udp/198.18.1.2:53",
+      "    health: { type: tcp }",
+      "  - vip: tcp/198.18.1.3:0",
+      "    health:",
+      "      interval_ms: 50",
+      "  - vip: tcp/198.18.1.4:80",
+      "    health: { path: /x, expect_status: 200 }",
+    ),
+    [
+      ["4:13: vips[0].health.type: ", 'expected one of tcp, http, got "icmp"'],
+      ["5:7: vips[0].health.intervall_ms: ", "unknown key (expected one of type, port, path"],
+      ["6:13: vips[0].health.fall: ", "expected an integer 1..100, got 0"],
+      ["7:13: vips[0].health.path: ", 'expected an HTTP path starting with "/"'],
+      ["9:13: vips[1].health: ", "port is required for a UDP VIP"],
+      ["12:7: vips[2].health: ", "port is required for a port-0 VIP"],
+      ["12:20: vips[2].health.interval_ms: ", "expected an integer 100..3600000, got 50"],
+      ["14:15: vips[3].health.path: ", "applies to type http only (type is tcp)"],
+      ["14:25: vips[3].health.expect_status: ", "applies to type http only"],
+    ],
+  );
 });

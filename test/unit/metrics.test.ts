@@ -140,6 +140,8 @@ test("every documented family, with the counters' values, in valid text format",
     caplance_backends: "gauge",
     caplance_dataplane_mode: "gauge",
     caplance_reconcile_duration_seconds: "histogram",
+    caplance_health_check_total: "counter",
+    caplance_health_check_duration_seconds: "histogram",
     caplance_build_info: "gauge",
   };
   for (const [family, type] of Object.entries(expectTypes)) {

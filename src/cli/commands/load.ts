@@ -18,6 +18,7 @@ interface LoadOpts {
   api?: string;
   apiTokenFile?: string;
   keep?: boolean;
+  once?: boolean;
   logLevel?: string;
   logFile?: string;
 }
@@ -28,6 +29,7 @@ export function toDaemonOptions(o: LoadOpts): DaemonOptions {
     mode: o.mode,
     sources: o.source,
     keep: o.keep === true,
+    ...(o.once === true ? { once: true } : {}),
     ...(o.config === undefined ? {} : { config: o.config }),
     ...(o.socket === undefined ? {} : { socket: o.socket }),
     ...(o.secretFile === undefined ? {} : { secretFile: o.secretFile }),
@@ -64,6 +66,7 @@ export function register(program: Command): void {
     )
     .option("--api-token-file <f>", "bearer token (mode 0600 file) that turns REST API changes on")
     .option("--keep", "on SIGINT/SIGTERM leave the data plane forwarding; the next load adopts it")
+    .option("--once", "apply the config, leave the data plane pinned and forwarding, and exit 0")
     // Checked by the daemon (LB_ERR_USAGE): the list lives in config/schema.ts, which pulls in zod,
     // too slow to load for every lbctl invocation.
     .option("--log-level <level>", "fatal, error, warn, info, debug or trace (default info)")

@@ -1,0 +1,46 @@
+// Active health-check settings of a VIP (config `vips[].health`, docs/config.md): what to probe on
+// each backend's own address, how often, and how many results in a row flip its state. Pure data.
+
+export const HEALTH_TYPES = ["tcp", "http"] as const;
+export type HealthType = (typeof HEALTH_TYPES)[number];
+
+/** Defaults in the spirit of keepalived/GLB: a dead backend leaves within fall × interval (3 s). */
+export const HEALTH_DEFAULTS = {
+  type: "tcp",
+  path: "/",
+  expectStatus: 200,
+  intervalMs: 1000,
+  timeoutMs: 1000,
+  rise: 2,
+  fall: 3,
+} as const;
+
+/** Bounds the config accepts (milliseconds, counts). */
+export const HEALTH_LIMITS = {
+  intervalMs: [100, 3_600_000],
+  timeoutMs: [10, 60_000],
+  rise: [1, 100],
+  fall: [1, 100],
+  pathLength: 1024,
+} as const;
+
+/** One VIP's checks, defaults applied; port resolved (the VIP's port when not given). */
+export interface HealthCheckSpec {
+  readonly type: HealthType;
+  /** TCP port probed on the backend's address. */
+  readonly port: number;
+  /** HTTP only: request path and the status that counts as healthy. */
+  readonly path: string;
+  readonly expectStatus: number;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  /** Consecutive successes that bring a down backend back. */
+  readonly rise: number;
+  /** Consecutive failures that take an up backend down. */
+  readonly fall: number;
+}
+
+/** "tcp:80" or "http:80/healthz": how a check names itself in logs. */
+export function describeCheck(spec: HealthCheckSpec): string {
+  return spec.type === "http" ? `http:${spec.port}${spec.path}` : `tcp:${spec.port}`;
+}
