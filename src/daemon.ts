@@ -6,7 +6,7 @@ import type { Logger } from "pino";
 import { ControlServer, socketIsLive } from "./api/control-server.js";
 import { makeHandler } from "./api/handlers.js";
 import { ApiServer, DEFAULT_API, splitListenAddress } from "./api/http-server.js";
-import { CaplanceMetrics, HealthCheckMetrics, ReconcileTimings } from "./api/metrics.js";
+import { CaplanceMetrics, HealthCheckMetrics, ReconcileTimings, RegistrationMetrics } from "./api/metrics.js";
 import { DEFAULT_SOCKET, type ReloadResult, type SettingOrigin, type StatusResult } from "./api/protocol.js";
 import type { DaemonOptions } from "./cli/daemon-options.js";
 import { loadConfigFile, type Config } from "./config/load.js";
@@ -371,15 +371,26 @@ async function serve(
     const server = await ControlServer.listen(resolved.socket, handler, log.child({ module: "control" }));
     cleanups.push(() => server.close());
     // The REST API runs the control socket's handler: the same changes, the same checks.
+    const registrationMetrics = new RegistrationMetrics();
     const api = await ApiServer.listen(splitListenAddress(resolved.api), {
       handler,
-      metrics: new CaplanceMetrics(context, { timings, health: healthMetrics }),
+      metrics: new CaplanceMetrics(context, {
+        timings,
+        health: healthMetrics,
+        registration: registrationMetrics,
+      }),
       token: resolved.apiToken,
       log: log.child({ module: "api" }),
     });
     cleanups.push(() => api.close());
     if (registry) {
-      const listener = await startRegistry(registry, reconciler, sources, log.child({ module: "registry" }));
+      const listener = await startRegistry(
+        registry,
+        reconciler,
+        sources,
+        log.child({ module: "registry" }),
+        registrationMetrics.observe,
+      );
       cleanups.push(() => listener.close());
     }
 

@@ -81,6 +81,20 @@ export class HealthCheckMetrics {
   };
 }
 
+/** caplance_registration_events_total: fed by the registration server (src/registry). */
+export class RegistrationMetrics {
+  readonly events = new Counter({
+    name: "caplance_registration_events_total",
+    help: "Backend self-registration events: registered, paused, resumed, deregistered, timed_out (silent past the read timeout), rejected (ERR answers)",
+    labelNames: ["event"] as const,
+    registers: [],
+  });
+
+  readonly observe = (event: string): void => {
+    this.events.inc({ event });
+  };
+}
+
 interface Snapshot {
   readonly stats: StatsResult;
   readonly vips: VipView[];
@@ -91,6 +105,7 @@ interface Snapshot {
 export interface MetricsOptions {
   readonly timings?: ReconcileTimings;
   readonly health?: HealthCheckMetrics;
+  readonly registration?: RegistrationMetrics;
   /** prom-client's process_* and nodejs_* metrics (default true). */
   readonly processMetrics?: boolean;
 }
@@ -280,6 +295,7 @@ export class CaplanceMetrics {
     const health = opts.health ?? new HealthCheckMetrics();
     this.registry.registerMetric(health.checks);
     this.registry.registerMetric(health.duration);
+    this.registry.registerMetric((opts.registration ?? new RegistrationMetrics()).events);
     if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }
 

@@ -58,7 +58,13 @@ export interface RegistryOptions {
   /** ERR answers after which a connection is closed (default 10). */
   readonly maxErrors?: number;
   readonly log?: Logger;
+  /** Told of every registration event once (metrics). */
+  readonly onEvent?: (event: RegistrationEvent) => void;
 }
+
+/** What caplance_registration_events_total counts. */
+export type RegistrationEvent =
+  "registered" | "paused" | "resumed" | "deregistered" | "timed_out" | "rejected";
 
 const DEFAULTS = {
   readTimeoutMs: 30_000,
@@ -111,7 +117,10 @@ export interface RegistrationView {
 }
 
 export class RegistrationServer {
-  private readonly opts: Required<Omit<RegistryOptions, "log" | "allow">> & { allow: readonly Cidr[] };
+  private readonly opts: Required<Omit<RegistryOptions, "log" | "allow" | "onEvent">> & {
+    allow: readonly Cidr[];
+  };
+  private readonly onEvent: ((event: RegistrationEvent) => void) | undefined;
   private readonly registrations = new Map<string, Registration>();
   private readonly connections = new Set<Connection>();
   private server: Server | undefined;
@@ -123,6 +132,7 @@ export class RegistrationServer {
     options: RegistryOptions,
     readonly log?: Logger,
   ) {
+    this.onEvent = options.onEvent;
     this.opts = {
       secret: options.secret,
       allow: options.allow ?? [],
@@ -312,6 +322,7 @@ export class RegistrationServer {
       { backend: reg.key, name: reg.name, vips: reg.vips.map(formatVip), peer: conn.peer },
       "backend registered",
     );
+    this.event("registered");
     return reg;
   }
 
@@ -325,6 +336,7 @@ export class RegistrationServer {
     }
     reg.paused = paused;
     this.log?.info({ backend: reg.key, name: reg.name }, paused ? "backend paused" : "backend resumed");
+    this.event(paused ? "paused" : "resumed");
   }
 
   async deregister(reg: Registration, why: string): Promise<void> {
@@ -332,6 +344,11 @@ export class RegistrationServer {
     this.registrations.delete(reg.key);
     for (const vip of [...reg.vips]) await this.removeFrom(reg, vip);
     this.log?.info({ backend: reg.key, name: reg.name, why }, "backend deregistered");
+    this.event(why === "read timeout" ? "timed_out" : "deregistered");
+  }
+
+  event(event: RegistrationEvent): void {
+    this.onEvent?.(event);
   }
 
   touch(reg: Registration): void {
@@ -515,6 +532,7 @@ class Connection {
 
   private fail(code: RegErrorCode, reason: string, close = false): void {
     this.server.log?.warn({ peer: this.peer, code, reason }, "registration request rejected");
+    this.server.event("rejected");
     this.send(errLine(code, reason));
     this.errors++;
     if (close || this.errors >= this.server.options.maxErrors) {

@@ -8,7 +8,7 @@ import type { IpAddress } from "../lib/addr.js";
 import { LbError } from "../lib/errors.js";
 import { parseCidr } from "./cidr.js";
 import { readSecretFile } from "./secret.js";
-import { RegistrationServer, type RegistryOptions } from "./server.js";
+import { RegistrationServer, type RegistrationEvent, type RegistryOptions } from "./server.js";
 import { UdpTunnelProber } from "./tunnel-probe.js";
 import { DEFAULT_REGISTRATION_PORT } from "./wire.js";
 
@@ -82,9 +82,11 @@ export async function startRegistry(
   reconciler: Reconciler,
   sources: { v4?: IpAddress; v6?: IpAddress },
   log: Logger,
+  onEvent?: (event: RegistrationEvent) => void,
 ): Promise<{ server: RegistrationServer; close: () => Promise<void> }> {
   const prober = new UdpTunnelProber(sources);
-  const server = new RegistrationServer(reconciler, prober, prepared.options, log);
+  const options = onEvent ? { ...prepared.options, onEvent } : prepared.options;
+  const server = new RegistrationServer(reconciler, prober, options, log);
   await server.listen(prepared.port);
   log.info(
     {

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 
-import { CaplanceMetrics } from "../../src/api/metrics.js";
+import { CaplanceMetrics, RegistrationMetrics } from "../../src/api/metrics.js";
 import { parseVip } from "../../src/core/vip-syntax.js";
 import { parseAddress } from "../../src/lib/addr.js";
 import { packageRoot, packageVersion } from "../../src/lib/paths.js";
@@ -142,6 +142,7 @@ test("every documented family, with the counters' values, in valid text format",
     caplance_reconcile_duration_seconds: "histogram",
     caplance_health_check_total: "counter",
     caplance_health_check_duration_seconds: "histogram",
+    caplance_registration_events_total: "counter",
     caplance_build_info: "gauge",
   };
   for (const [family, type] of Object.entries(expectTypes)) {
@@ -305,4 +306,16 @@ test("docs/metrics.md documents every family; the Grafana dashboard queries only
     "caplance_backend_state",
   ])
     assert.ok(used.has(needed), `dashboard has a panel on ${needed}`);
+});
+
+test("registration events are counted by kind", async () => {
+  const t = await populated();
+  const registration = new RegistrationMetrics();
+  const metrics = new CaplanceMetrics(t.context, { timings: t.timings, registration, processMetrics: false });
+  registration.observe("registered");
+  registration.observe("registered");
+  registration.observe("rejected");
+  const { samples } = parseExposition(await metrics.scrape());
+  assert.equal(value(samples, 'caplance_registration_events_total{event="registered"}'), 2);
+  assert.equal(value(samples, 'caplance_registration_events_total{event="rejected"}'), 1);
 });

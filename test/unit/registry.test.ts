@@ -195,7 +195,8 @@ test("probe packet: inner IPv4/UDP to VIP:probe port carrying the nonce", () => 
 });
 
 test("register after auth: tunnel check, then in the table; pause, resume, health, deregister", async () => {
-  const env = await setup();
+  const events: string[] = [];
+  const env = await setup({ onEvent: (e) => events.push(e) });
   const peer = await Peer.open(env.port);
   const { answer } = await peer.auth();
   const serverMac = parseLine(answer ?? "").kv.get("mac")?.[0] ?? "";
@@ -222,6 +223,7 @@ test("register after auth: tunnel check, then in the table; pause, resume, healt
   assert.equal(await peer.ask("DEREGISTER"), "OK deregistered");
   assert.deepEqual(state(env.rec), []);
   assert.match((await peer.ask("PAUSE")) ?? "", /^ERR not-registered/);
+  assert.deepEqual(events, ["registered", "paused", "resumed", "rejected", "deregistered", "rejected"]);
   peer.close();
 });
 
