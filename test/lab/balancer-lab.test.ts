@@ -6,36 +6,13 @@ import { after, before, test } from "node:test";
 import { join } from "node:path";
 import { packageRoot } from "../../src/lib/paths.js";
 import { Lab, uniquePrefix } from "../../src/lab/lab.js";
+import { assertSpread, lbctlOk as lbctlOkIn } from "../support/lab-assert.js";
 
 const lab = new Lab(uniquePrefix(), 4);
 const WEB = "tcp/198.18.1.1:80";
 const NAME_PORT = 8080; // the backends' line-based name service (long-lived connections)
 
-/** Share of each name within ±15% of its expected share. */
-function assertSpread(
-  byBackend: Record<string, number>,
-  expected: Record<string, number>,
-  label: string,
-): void {
-  const total = Object.values(byBackend).reduce((a, b) => a + b, 0);
-  const weightSum = Object.values(expected).reduce((a, b) => a + b, 0);
-  for (const [name, weight] of Object.entries(expected)) {
-    const share = (byBackend[name] ?? 0) / total;
-    const want = weight / weightSum;
-    assert.ok(
-      Math.abs(share - want) <= 0.15 * want,
-      `${label}: ${name} got ${(share * 100).toFixed(1)}%, want ${(want * 100).toFixed(1)}% ± 15% (${JSON.stringify(byBackend)})`,
-    );
-  }
-  for (const name of Object.keys(byBackend))
-    assert.ok(name in expected, `${label}: unexpected backend ${name}`);
-}
-
-async function lbctlOk(args: string[]): Promise<string> {
-  const r = await lab.lbctl(args);
-  assert.equal(r.code, 0, `lbctl ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
+const lbctlOk = (args: string[]): Promise<string> => lbctlOkIn(lab, args);
 
 before(async () => {
   await lab.up();
