@@ -47,21 +47,33 @@ export async function attachWithMode(
     return { mode: requested, reason: "requested" };
   }
   const risk = await nativeRisk(target.ifname);
-  if (risk) {
-    attach(target, progFd, "generic");
-    const reason = `auto: generic because ${risk}; use --mode native when the peer runs XDP`;
-    log.info({ iface: target.ifname, mode: "generic", reason }, "XDP mode chosen");
-    return { mode: "generic", reason };
+  const skipped: string[] = [];
+  if (risk) skipped.push(`native skipped: ${risk}`);
+  else {
+    try {
+      attach(target, progFd, "native");
+      log.info({ iface: target.ifname, mode: "native" }, "XDP mode chosen");
+      return { mode: "native", reason: "auto: native XDP attached" };
+    } catch (err) {
+      skipped.push(`native refused: ${describe(err)}`);
+    }
   }
   try {
-    attach(target, progFd, "native");
-    log.info({ iface: target.ifname, mode: "native" }, "XDP mode chosen");
-    return { mode: "native", reason: "auto: native XDP attached" };
-  } catch (err) {
-    const why = err instanceof LbError ? err.message : String(err);
     attach(target, progFd, "generic");
-    const reason = `auto: generic because native was refused (${why})`;
-    log.info({ iface: target.ifname, mode: "generic", reason }, "XDP mode chosen");
-    return { mode: "generic", reason };
+  } catch (err) {
+    skipped.push(`generic refused: ${describe(err)}`);
+    // Every step, so the NFQUEUE fallback (or the error) says why XDP was not used.
+    throw new LbError("LB_ERR_ATTACH", `no XDP mode attached on ${target.ifname}: ${skipped.join("; ")}`, {
+      cause: err,
+    });
   }
+  const reason = `auto: generic because ${skipped.join("; ")}${risk ? "; use --mode native when the peer runs XDP" : ""}`;
+  log.info({ iface: target.ifname, mode: "generic", reason }, "XDP mode chosen");
+  return { mode: "generic", reason };
+}
+
+/** An attach error with its hint, in one line. */
+function describe(err: unknown): string {
+  if (!(err instanceof LbError)) return String(err);
+  return err.hint ? `${err.message} (${err.hint})` : err.message;
 }

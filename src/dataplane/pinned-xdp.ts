@@ -167,6 +167,15 @@ function release(linkFd: number, dir: string | undefined): void {
   if (linkFd >= 0) Native.get().close(linkFd);
 }
 
+/** EEXIST/EBUSY without a program on the interface itself: the kernel refuses XDP under a stacked
+ * device (bridge, bond, macvlan, VLAN) that has one ("upper device already has a program"). */
+function busyHint(target: { ifindex: number; ifname: string }): string {
+  const own = queryXdp(target).progId !== 0;
+  return own
+    ? `another XDP program is attached to ${target.ifname}: run lbctl unload --iface ${target.ifname}`
+    : `a device stacked on ${target.ifname} (bridge, bond, macvlan or VLAN) has an XDP program, and the kernel refuses XDP below it`;
+}
+
 function attachLink(target: { ifindex: number; ifname: string }, progFd: number, mode: XdpMode): number {
   const native = Native.get();
   const flags = mode === "native" ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE;
@@ -175,7 +184,7 @@ function attachLink(target: { ifindex: number; ifname: string }, progFd: number,
   const errno = -fd;
   const hint =
     fd === -Errno.EBUSY || fd === -Errno.EEXIST
-      ? `another XDP program is attached to ${target.ifname}: run lbctl unload --iface ${target.ifname}`
+      ? busyHint(target)
       : mode === "native"
         ? "try --mode generic"
         : undefined;
