@@ -7,7 +7,13 @@ import { ControlServer, socketIsLive } from "./api/control-server.js";
 import { makeHandler } from "./api/handlers.js";
 import { ApiServer, DEFAULT_API, splitListenAddress } from "./api/http-server.js";
 import { CaplanceMetrics, HealthCheckMetrics, ReconcileTimings, RegistrationMetrics } from "./api/metrics.js";
-import { DEFAULT_SOCKET, type ReloadResult, type SettingOrigin, type StatusResult } from "./api/protocol.js";
+import {
+  DEFAULT_SOCKET,
+  type ReloadResult,
+  type SettingOrigin,
+  type StatsResult,
+  type StatusResult,
+} from "./api/protocol.js";
 import type { DaemonOptions } from "./cli/daemon-options.js";
 import { loadConfigFile, type Config } from "./config/load.js";
 import { Reconciler } from "./core/reconciler.js";
@@ -366,7 +372,9 @@ async function serve(
       log.info({ config: opts.config, ...summary }, "config reloaded");
       return { config: opts.config, ...summary };
     };
-    const context = { reconciler, status, stats: () => readStats(maps, reconciler), reload };
+    const withQueueStats = (stats: StatsResult): StatsResult =>
+      dataplane.queueStats ? { ...stats, nfqueue: dataplane.queueStats() } : stats;
+    const context = { reconciler, status, stats: () => withQueueStats(readStats(maps, reconciler)), reload };
     const handler = makeHandler(context);
     const server = await ControlServer.listen(resolved.socket, handler, log.child({ module: "control" }));
     cleanups.push(() => server.close());

@@ -170,6 +170,21 @@ const FAMILIES: readonly Family[] = [
   },
   {
     type: "counter",
+    name: "caplance_nfqueue_dropped_packets_total",
+    help: "nfqueue mode: packets lost around the queue (queue full, worker socket full, worker ENOBUFS reports)",
+    labels: ["where"],
+    samples: (s) => {
+      const q = s.stats.nfqueue;
+      if (!q) return [];
+      return [
+        [{ where: "queue_full" }, q.queue_dropped],
+        [{ where: "socket_full" }, q.user_dropped],
+        [{ where: "enobufs" }, q.enobufs],
+      ];
+    },
+  },
+  {
+    type: "counter",
     name: "caplance_dataplane_received_packets_total",
     help: "Packets the data plane program saw",
     labels: [],

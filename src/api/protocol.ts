@@ -72,6 +72,26 @@ export interface StatsResult {
   drops: Record<string, number>;
   /** Other data-plane counters (pass, tx, redirect, flow hits/misses, no_neigh…). */
   counters: Record<string, number>;
+  /** nfqueue mode only: the queues as the kernel and the worker see them (docs/fallback.md). */
+  nfqueue?: NfqueueStats;
+}
+
+export interface NfqueueStats {
+  /** Queues the rules balance over, and how many of them a worker thread is bound to. */
+  queues: number;
+  bound: number;
+  /** Packets in the queues awaiting a verdict right now. */
+  waiting: number;
+  /** Dropped by the kernel: queue at its maximum length / worker's netlink socket full. */
+  queue_dropped: number;
+  user_dropped: number;
+  /** The worker's own counters (since its last start). */
+  packets: number;
+  batches: number;
+  enobufs: number;
+  send_errors: number;
+  verdict_errors: number;
+  worker_restarts: number;
 }
 
 /** `lbctl reload`: what a re-read of the config file changed ("VIP" or "VIP ADDR" strings). */

@@ -1,6 +1,6 @@
 // Checks on the daemon's results before lbctl renders them as text (`--json` passes them through
 // untouched): a daemon of another version gets a clear error instead of "undefined" in a table.
-import type { BackendInfo, StatsResult, StatusResult, VipInfo } from "../api/protocol.js";
+import type { BackendInfo, NfqueueStats, StatsResult, StatusResult, VipInfo } from "../api/protocol.js";
 import { LbError } from "../lib/errors.js";
 
 type Rec = Record<string, unknown>;
@@ -61,7 +61,10 @@ export function asStats(v: unknown): StatsResult {
   }
   // counters arrived after the contract's minimum: tolerate a daemon without them.
   const counters = isNumbers(v["counters"]) ? v["counters"] : {};
-  return { vips: v["vips"], backends: v["backends"], drops: v["drops"], counters };
+  const result: StatsResult = { vips: v["vips"], backends: v["backends"], drops: v["drops"], counters };
+  const nfqueue = v["nfqueue"];
+  if (isNumbers(nfqueue)) result.nfqueue = nfqueue as unknown as NfqueueStats;
+  return result;
 }
 
 export function asStatus(v: unknown): Partial<StatusResult> & Rec {

@@ -6,7 +6,9 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import type { BpfObject } from "./bpf-object.js";
 import { hasPinnedLink, openPinnedXdp } from "./pinned-xdp.js";
+import type { NfqueueStats } from "../api/protocol.js";
 import { NfqWorker } from "./nfq-worker.js";
+import { nfqueueStats, parseNfnetlinkQueue, readNfnetlinkQueue } from "./nfq-queue-stats.js";
 import { installNfqRules, removeNfqRules, type NfqTarget } from "./nfq-rules.js";
 import { LbError } from "../lib/errors.js";
 import { formatAddress } from "../lib/addr.js";
@@ -22,6 +24,8 @@ export interface Dataplane {
   readonly reason: string;
   /** The NFQUEUE worker, in nfqueue mode. */
   readonly worker?: NfqWorker;
+  /** nfqueue mode: kernel queue drops and the worker's own counters, for `lbctl stats`. */
+  queueStats?(): NfqueueStats;
   /** Once the maps hold the configuration: nfqueue waits for the worker and installs its rules. */
   activate(): Promise<void>;
   /** keep (XDP only): leave it pinned and forwarding for the next load to adopt. */
@@ -104,6 +108,14 @@ async function openNfqueue(opts: DataplaneOptions, reason: string): Promise<Data
     mode: "nfqueue",
     reason,
     worker,
+    queueStats: () =>
+      nfqueueStats(
+        parseNfnetlinkQueue(readNfnetlinkQueue()),
+        firstQueue,
+        queues,
+        worker.workerCounters(),
+        worker.restarts,
+      ),
     activate: async () => {
       await worker.sync();
       rulesWanted = true;

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { join } from "node:path";
+import type { NfqueueStats } from "../../src/api/protocol.js";
 import { packageRoot } from "../../src/lib/paths.js";
 import { Lab, uniquePrefix } from "../../src/lab/lab.js";
 import { assertSpread, lbctlOk as lbctlOkIn } from "../support/lab-assert.js";
@@ -147,7 +148,7 @@ test("remove moves only the removed backend's flows", async () => {
   await lbctlOk(["vip", "remove", vip]);
 });
 
-test("a killed worker is restarted and logged; the daemon stays up and balances again", async () => {
+async function workerPid(): Promise<number> {
   const daemonPid = (await status()).pid;
   const ps = await lab.inNs("lb", "ps", ["-o", "pid=,comm=", "--ppid", String(daemonPid)]);
   const worker = ps.stdout
@@ -155,7 +156,80 @@ test("a killed worker is restarted and logged; the daemon stays up and balances 
     .map((l) => l.trim().split(/\s+/))
     .find(([, comm]) => comm === "caplance-nfq");
   assert.ok(worker?.[0], `worker among the daemon's children:\n${ps.stdout}`);
-  process.kill(Number(worker[0]), "SIGKILL");
+  return Number(worker[0]);
+}
+
+async function nfqueueStats(): Promise<NfqueueStats> {
+  const stats = JSON.parse(await lbctlOk(["stats", "--json"])) as { nfqueue?: NfqueueStats };
+  assert.ok(stats.nfqueue, "stats --json has an nfqueue section in nfqueue mode");
+  return stats.nfqueue;
+}
+
+/** count datagrams from one source port (one flow, so one queue) as fast as the client can. */
+async function udpFlood(address: string, port: number, count: number): Promise<void> {
+  const script = `
+const dgram = require("node:dgram");
+const [addr, port, count] = process.argv.slice(1).map((v, i) => (i === 0 ? v : Number(v)));
+const s = dgram.createSocket("udp4");
+const payload = Buffer.alloc(18, 120);
+let sent = 0;
+s.bind(40999, () => {
+  const burst = () => {
+    for (let i = 0; i < 500 && sent < count; i++, sent++) s.send(payload, port, addr);
+    if (sent < count) setImmediate(burst);
+    else setTimeout(() => s.close(), 300);
+  };
+  burst();
+});`;
+  const r = await lab.inNs(
+    "cl",
+    process.execPath,
+    ["-e", script, address, String(port), String(count)],
+    60_000,
+  );
+  assert.equal(r.code, 0, `flood exited ${r.code}: ${r.stderr}`);
+}
+
+test("stats: queues bound, worker counters; a stalled worker's queue overflow is counted, then it recovers", async (t) => {
+  const before = await nfqueueStats();
+  assert.equal(before.bound, before.queues, `a worker thread on every queue: ${JSON.stringify(before)}`);
+  assert.ok(before.packets > 0, "the worker counted the earlier tests' packets");
+  assert.equal(before.queue_dropped + before.user_dropped, 0, `no overflow yet: ${JSON.stringify(before)}`);
+  const vip = "udp/198.18.1.2:53";
+  await lbctlOk(["vip", "add", vip]);
+  await lbctlOk(["backend", "add", vip, "198.18.0.11"]);
+  const pid = await workerPid();
+  process.kill(pid, "SIGSTOP");
+  try {
+    // More than the queue's maximum length (65536) of one flow while nothing reads it.
+    await udpFlood("198.18.1.2", 53, 100_000);
+    const stalled = await nfqueueStats();
+    t.diagnostic(`stalled worker: ${JSON.stringify(stalled)}`);
+    assert.ok(stalled.waiting > 0, `packets wait for a verdict: ${JSON.stringify(stalled)}`);
+    assert.ok(
+      stalled.queue_dropped + stalled.user_dropped > 0,
+      `overflow counted by the kernel: ${JSON.stringify(stalled)}`,
+    );
+  } finally {
+    process.kill(pid, "SIGCONT");
+  }
+  const deadline = Date.now() + 15_000;
+  let after = await nfqueueStats();
+  while (after.waiting > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    after = await nfqueueStats();
+  }
+  assert.equal(after.waiting, 0, `the queue drains after the worker resumes: ${JSON.stringify(after)}`);
+  const human = await lbctlOk(["stats"]);
+  assert.match(human, /NFQUEUE[\s\S]*queue_dropped/);
+  await lbctlOk(["vip", "remove", vip]);
+  const r = await lab.http("http://198.18.1.1/", 100);
+  assert.equal(r.failed, 0, `balances after the overflow: ${r.errors.join("; ")}`);
+});
+
+test("a killed worker is restarted and logged; the daemon stays up and balances again", async () => {
+  const daemonPid = (await status()).pid;
+  process.kill(await workerPid(), "SIGKILL");
   // Bypass while it is down: non-VIP traffic is never queued; VIP traffic resumes after restart.
   const deadline = Date.now() + 10_000;
   while (!lab.daemonLog.includes("NFQUEUE worker restarted") && Date.now() < deadline)

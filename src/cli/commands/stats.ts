@@ -5,7 +5,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Command } from "commander";
 
-import type { StatsResult } from "../../api/protocol.js";
+import type { NfqueueStats, StatsResult } from "../../api/protocol.js";
 import { LbError } from "../../lib/errors.js";
 import { ControlClient } from "../../api/client.js";
 import {
@@ -103,6 +103,16 @@ export function formatStats(stats: StatsResult, withRates: boolean, prev?: Previ
   ];
   if (Object.keys(stats.counters).length > 0) {
     parts.push(formatTable(countCols("COUNTER"), countRows(stats.counters, prev?.stats.counters)));
+  }
+  if (stats.nfqueue) {
+    const asCounts = (q: NfqueueStats | undefined): Record<string, number> | undefined =>
+      q ? Object.fromEntries(Object.entries(q)) : undefined;
+    parts.push(
+      formatTable(
+        countCols("NFQUEUE"),
+        countRows(asCounts(stats.nfqueue) ?? {}, asCounts(prev?.stats.nfqueue)),
+      ),
+    );
   }
   return parts.join("\n");
 }
