@@ -121,7 +121,9 @@ export class NfqWorker implements EngineSink {
           this.syncWaiters.delete(seq);
         }
       });
+      let lastStderr = "";
       createInterface({ input: child.stderr }).on("line", (line) => {
+        lastStderr = line;
         log.warn({ pid: child.pid }, line);
       });
       child.stdin.on("error", (err) => {
@@ -137,9 +139,14 @@ export class NfqWorker implements EngineSink {
         for (const done of this.syncWaiters.values()) done();
         this.syncWaiters.clear();
         if (!ready) {
+          // 127: the loader could not start it, typically libnetfilter_queue missing at run time.
+          const said = lastStderr === "" ? "" : `: ${lastStderr}`;
           reject(
-            new LbError("LB_ERR_NATIVE", `NFQUEUE worker exited at start (${this.lastExit})`, {
-              hint: "its stderr is in the log above; the queues may be owned by another process",
+            new LbError("LB_ERR_NATIVE", `NFQUEUE worker exited at start (${this.lastExit})${said}`, {
+              hint:
+                code === 127
+                  ? "a shared library of caplance-nfq is missing: install libnetfilter-queue1 (npm run setup)"
+                  : "its stderr is in the log above; the queues may be owned by another process",
             }),
           );
           return;
