@@ -1,7 +1,6 @@
 // The daemon (`lbctl load`): the composition root. Validate everything first (config, interface,
 // socket, what is attached), then load → fill the maps → attach → serve; stop in reverse order
 // on SIGINT/SIGTERM. Returns the process exit code.
-import { readFileSync } from "node:fs";
 import type { Logger } from "pino";
 import { ControlServer, socketIsLive } from "./api/control-server.js";
 import { makeHandler } from "./api/handlers.js";
@@ -27,6 +26,7 @@ import { hasPinnedLink, netnsInode, pinDir } from "./dataplane/pinned-xdp.js";
 import {
   readStateFile,
   removeStateFile,
+  loadProcessAlive,
   statePath,
   STATE_VERSION,
   writeStateFile,
@@ -183,7 +183,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       { hint: `remove it (this drops its flows) with: lbctl unload --iface ${link.name}` },
     );
   }
-  if (adopt && adopt.pid !== process.pid && processAlive(adopt.pid)) {
+  if (adopt && adopt.pid !== process.pid && loadProcessAlive(adopt.pid)) {
     throw new LbError(
       "LB_ERR_EXISTS",
       `interface ${link.name} already has an XDP program: Caplance's, served by a running lbctl load (pid ${adopt.pid})`,
@@ -283,7 +283,7 @@ async function serve(
     const timings = new ReconcileTimings();
     // Run-time state on disk after every change (coalesced per event-loop turn), for adoption.
     const saveState = (): void => {
-      if (mode === "nfqueue") return;
+      // In nfqueue mode too: its pid tells lbctl unload that a daemon serves the interface.
       writeStateFile(stateFile, {
         version: STATE_VERSION,
         abi: LB_ABI_VERSION,
@@ -420,15 +420,6 @@ async function serve(
   } catch (err) {
     await stop();
     throw err;
-  }
-}
-
-/** A live `lbctl load` with that pid (a reused pid running something else does not count). */
-function processAlive(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes("load");
-  } catch {
-    return false;
   }
 }
 

@@ -9,7 +9,7 @@ import type { UnloadOptions } from "./cli/daemon-options.js";
 import { removeNfqRules } from "./dataplane/nfq-rules.js";
 import { detachXdp, queryXdp } from "./dataplane/xdp.js";
 import { netnsInode, pinDir, unpinAll } from "./dataplane/pinned-xdp.js";
-import { removeStateFile, statePath } from "./core/state-file.js";
+import { liveOwner, removeStateFile, statePath } from "./core/state-file.js";
 import { LbError } from "./lib/errors.js";
 import { getLink } from "./net/links.js";
 
@@ -32,8 +32,16 @@ export async function runUnload(opts: UnloadOptions): Promise<number> {
       hint: "stop it with SIGINT/SIGTERM (Ctrl-C in its terminal); it removes its data plane itself",
     });
   }
-  if (existsSync(socket)) unlinkSync(socket);
   const link = await getLink(opts.iface);
+  // A daemon serving IF through another socket: removing its data plane under it would leave it
+  // writing maps nobody reads (or rules that no longer exist).
+  const owner = liveOwner(statePath(netnsInode(), link.ifindex));
+  if (owner !== undefined) {
+    throw new LbError("LB_ERR_EXISTS", `a daemon serves ${link.name} (lbctl load, pid ${owner})`, {
+      hint: "stop it with SIGINT/SIGTERM; it removes its data plane itself",
+    });
+  }
+  if (existsSync(socket)) unlinkSync(socket);
   await removeNfqRules(link.name); // the NFQUEUE fallback's iptables chain, if any
   // Pinned maps and link (hitless restart): unpinning the link detaches the program.
   unpinAll(pinDir(link.ifindex));

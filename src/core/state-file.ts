@@ -51,6 +51,25 @@ export function writeStateFile(path: string, state: StateFile): void {
   renameSync(tmp, path); // readers see the old file or the new one, never half of one
 }
 
+/** A live `lbctl load` with that pid (a reused pid running something else does not count). */
+export function loadProcessAlive(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes("load");
+  } catch {
+    return false;
+  }
+}
+
+/** The pid of a running daemon that owns this state file, if any (whatever the file's version). */
+export function liveOwner(path: string): number | undefined {
+  try {
+    const pid = (JSON.parse(readFileSync(path, "utf8")) as { pid?: unknown }).pid;
+    return typeof pid === "number" && pid !== process.pid && loadProcessAlive(pid) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function removeStateFile(path: string): void {
   rmSync(path, { force: true });
 }

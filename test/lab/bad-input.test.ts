@@ -224,6 +224,10 @@ test("a second load on the same interface is refused; the first daemon keeps ser
   const other = await load(["--config", GOOD_CONFIG, "--socket", OTHER_SOCKET]);
   assertFailed(other, "other socket", /interface eth0 already has an XDP program/, /lbctl unload/);
   assert.equal(existsSync(OTHER_SOCKET), false, "the refused daemon left no socket");
+  // unload through another socket must not pull the data plane from under the live daemon.
+  const unload = await lbctlInLb(["unload", "--iface", "eth0", "--socket", OTHER_SOCKET]);
+  assertFailed(unload, "unload via another socket", /a daemon serves eth0 \(lbctl load, pid \d+\)/);
+  assert.ok(await xdpOnEth0(), "XDP still attached after the refused unload");
 
   await lbctlOk(["status"]);
   await assertHttpThroughVip(100, "after the refused loads");

@@ -76,6 +76,21 @@ test("status: nfqueue mode, requested; rules match only the VIP", async () => {
     queued.map((l) => l.replace(/ --queue-(balance|num) \S+/, "")),
     ["-A CAPLANCE -d 198.18.1.1/32 -p tcp -j NFQUEUE --queue-bypass"],
   );
+  // unload through another socket must not remove a live daemon's rules.
+  const lbctl = join(packageRoot(), "bin", "lbctl");
+  const other = `/run/caplance-lab/${lab.prefix}/other.sock`;
+  const unload = await lab.inNs("lb", process.execPath, [
+    lbctl,
+    "unload",
+    "--iface",
+    "eth0",
+    "--socket",
+    other,
+  ]);
+  assert.equal(unload.code, 1, `unload refused: ${unload.stderr}`);
+  assert.match(unload.stderr, /a daemon serves eth0 \(lbctl load, pid \d+\)/);
+  const still = await lab.inNs("lb", "iptables-save", ["-t", "raw"]);
+  assert.match(still.stdout, /-A CAPLANCE -d 198\.18\.1\.1\/32/, "rules still there");
 });
 
 test("1000 HTTP requests over 3 backends: all succeed, 1/3 ± 15% each, counters as in XDP", async () => {
