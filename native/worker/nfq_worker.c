@@ -15,7 +15,10 @@
  * Counters: the stats file (--stats), mmapped, one struct lb_engine_stats per packet thread
  * after a header, read by the daemon like a per-CPU map.
  *
- * Usage: caplance-nfq --queues FIRST:COUNT --stats FILE [--flow-table N]
+ * Usage: caplance-nfq --queues FIRST:COUNT --stats FILE [--flow-table N] [--floor]
+ *
+ * --floor (bench/nfq-bench.ts): the same queues, batches and raw sockets, but every packet is
+ * sent out unchanged and dropped, with no parsing and no engine: the baseline of nfq_pps.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -97,6 +100,7 @@ struct runner_ctx {
 
 static struct lb_engine_state *state;
 static struct lb_stats_header *hdr;
+static int floor_mode;
 
 static void die(const char *what)
 {
@@ -162,6 +166,11 @@ static int on_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_d
 		verdict(c, id, NF_ACCEPT);
 		return 0;
 	}
+	if (floor_mode) {
+		send_outer(c, payload, (__u32)len);
+		verdict(c, id, NF_DROP);
+		return 0;
+	}
 	/* Synthetic Ethernet header: the engine parses frames, and counts bytes as XDP does. */
 	memset(c->frame, 0, 12);
 	c->frame[12] = (payload[0] >> 4) == 6 ? 0x86 : 0x08;
@@ -211,7 +220,9 @@ static void *packet_thread(void *arg)
 		ssize_t n = recv(fd, buf, sizeof(buf), 0);
 
 		lb_engine_runner_quiescent(c->runner);
-		for (int i = 0; i < LB_NFQ_BATCH; i++) {
+		/* Up to LB_NFQ_BATCH messages per batch, every one received also handled: a message
+		 * received and left unhandled would get the next batch's verdict, unseen (or none). */
+		for (int i = 0;;) {
 			if (n < 0) {
 				if (errno == ENOBUFS)
 					hdr->worker[c->index].enobufs++;
@@ -220,6 +231,8 @@ static void *packet_thread(void *arg)
 				break;
 			}
 			nfq_handle_packet(c->h, buf, (int)n);
+			if (++i == LB_NFQ_BATCH)
+				break;
 			n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 		}
 		flush_verdicts(c);
@@ -335,8 +348,13 @@ int main(int argc, char **argv)
 	unsigned first = 0, count = 1, flow_table = LB_FLOW_TABLE_SIZE;
 	const char *stats_path = NULL;
 
-	for (int i = 1; i + 1 < argc; i += 2) {
-		if (!strcmp(argv[i], "--queues"))
+	for (int i = 1; i < argc; i += 2) {
+		if (!strcmp(argv[i], "--floor")) {
+			floor_mode = 1;
+			i--; /* a flag: no value */
+		} else if (i + 1 >= argc)
+			break;
+		else if (!strcmp(argv[i], "--queues"))
 			sscanf(argv[i + 1], "%u:%u", &first, &count);
 		else if (!strcmp(argv[i], "--stats"))
 			stats_path = argv[i + 1];
@@ -344,7 +362,8 @@ int main(int argc, char **argv)
 			flow_table = (unsigned)strtoul(argv[i + 1], NULL, 10);
 	}
 	if (!stats_path || count == 0 || count > 64 || first + count > 65536) {
-		fprintf(stderr, "usage: caplance-nfq --queues FIRST:COUNT(<=64) --stats FILE [--flow-table N]\n");
+		fprintf(stderr,
+			"usage: caplance-nfq --queues FIRST:COUNT(<=64) --stats FILE [--flow-table N] [--floor]\n");
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
