@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The namespace lab (docs/lab.md): a balancer, a client and N backends on one bridge, each host
 # in its own network namespace, the bridge in a switch namespace, so the host is left untouched.
-# Backends get the VIPs on lo, DSR sysctls, lb_decap (XDP) and services that answer their name.
-#   lab.sh up PREFIX [--backends N] [--vips "IP ..."] [--decap native|generic|none] [--owner PID] [--bare]
+# Backends get the VIPs on lo, DSR sysctls, lb_decap (XDP; or with --decap tun, the TUN
+# decapsulator caplance-tun) and services that answer their name.
+#   lab.sh up PREFIX [--backends N] [--vips "IP ..."] [--decap native|generic|tun|none] [--owner PID] [--bare]
 #   (--bare: backends get addresses and services only, no VIPs, sysctls or decap: `lbctl agent` does it)
 #   lab.sh down PREFIX | status PREFIX | cleanup-stale [--all]
 # Idempotent: `up` on a lab that is up completes what is missing; `down` twice is fine.
@@ -18,6 +19,8 @@ default_vips="198.18.1.1 198.18.1.2 2001:db8:1::1"
 pass_obj=$here/build/bpf/pass.bpf.o
 decap_obj=$here/build/bpf/decap.bpf.o
 decap_js=$here/dist/test/support/decap-attach.js
+tun_js=$here/dist/test/support/tun-attach.js
+tun_bin=$here/build/Release/caplance-tun
 http_js=$here/dist/test/support/http-backend.js
 ready_timeout=15 # seconds a helper has to print "ready"
 stop_timeout=5   # seconds a helper has to exit after SIGTERM
@@ -29,7 +32,7 @@ die() {
 }
 usage() {
   cat >&2 <<'EOF'
-usage: lab.sh up PREFIX [--backends N] [--vips "IP ..."] [--decap native|generic|none] [--owner PID] [--bare]
+usage: lab.sh up PREFIX [--backends N] [--vips "IP ..."] [--decap native|generic|tun|none] [--owner PID] [--bare]
        lab.sh down PREFIX
        lab.sh status PREFIX
        lab.sh cleanup-stale [--all]
@@ -54,7 +57,7 @@ need_build() {
   for f in "$decap_obj" "$pass_obj"; do
     [ -f "$f" ] || die "${f#"$here"/} missing: build it with npm run setup (or bash scripts/build.sh)"
   done
-  for f in "$decap_js" "$http_js"; do
+  for f in "$decap_js" "$tun_js" "$http_js"; do
     [ -f "$f" ] || die "${f#"$here"/} missing: compile the TypeScript with npm run setup (or bash scripts/build.sh)"
   done
 }
@@ -203,7 +206,7 @@ do_up() {
     esac
   done
   [[ $n =~ ^[1-9]$ ]] || die "--backends $n: 1 to 9 backends (198.18.0.11-.19)"
-  case $decap in native | generic | none) ;; *) die "--decap $decap: native, generic or none" ;; esac
+  case $decap in native | generic | tun | none) ;; *) die "--decap $decap: native, generic, tun or none" ;; esac
   [ -n "$vips" ] || die "--vips: at least one VIP"
   local vip
   for vip in $vips; do
@@ -216,6 +219,9 @@ do_up() {
   need_root
   need_cmds ip ethtool nsenter setsid sysctl node
   need_build
+  if [ "$decap" = tun ]; then
+    [ -x "$tun_bin" ] || die "${tun_bin#"$here"/} missing: build it with npm run setup (or bash scripts/build.sh)"
+  fi
 
   # Cleanup trap: a failed `up` of a new lab removes what it made; a failed re-run leaves the
   # existing lab alone and says how to remove it.
@@ -268,12 +274,16 @@ do_up() {
   for ((i = 1; i <= n; i++)); do
     ns=$prefix-b$i
     if [ "$bare" -eq 0 ]; then setup_backend "$ns"; fi
-    if [ "$decap" != none ] && [ "$bare" -eq 0 ]; then
+    local vip_args=()
+    if [ "$bare" -eq 0 ]; then for vip in $vips; do vip_args+=(--vip "$vip"); done; fi
+    if [ "$decap" = tun ] && [ "$bare" -eq 0 ]; then
+      # Only inner packets to the lab's VIPs are written into the TUN device.
+      start_helper "$ns" tundecap "$tun_js" --addr "198.18.0.$((10 + i))" --addr "2001:db8::$((10 + i))" \
+        "${vip_args[@]}"
+    elif [ "$decap" != none ] && [ "$bare" -eq 0 ]; then
       start_helper "$ns" decap "$decap_js" --iface eth0 --addr "198.18.0.$((10 + i))" \
         --addr "2001:db8::$((10 + i))" --mode "$decap"
     fi
-    local vip_args=()
-    if [ "$bare" -eq 0 ]; then for vip in $vips; do vip_args+=(--vip "$vip"); done; fi
     start_helper "$ns" http "$http_js" --name "b$i" "${vip_args[@]}"
   done
   trap - EXIT
@@ -301,6 +311,7 @@ stop_helpers() {
     [ -e "$pidfile" ] || continue
     case $pidfile in
       *.decap.pid) marker=decap-attach.js ;;
+      *.tundecap.pid) marker=tun-attach.js ;;
       *.http.pid) marker=http-backend.js ;;
       *) continue ;;
     esac
@@ -363,10 +374,14 @@ do_status() {
   local i what marker
   for ((i = 1; i <= n; i++)); do
     ns=$prefix-b$i
-    for what in decap http; do
-      marker=$([ $what = decap ] && echo decap-attach.js || echo http-backend.js)
-      # --decap none starts no decap helper: only a pidfile says one is expected.
-      if [ $what = decap ] && [ ! -f "$state/$ns.decap.pid" ]; then continue; fi
+    for what in decap tundecap http; do
+      case $what in
+        decap) marker=decap-attach.js ;;
+        tundecap) marker=tun-attach.js ;;
+        *) marker=http-backend.js ;;
+      esac
+      # --decap none starts no decap helper (and XDP no TUN one): only a pidfile says one is expected.
+      if [ $what != http ] && [ ! -f "$state/$ns.$what.pid" ]; then continue; fi
       if pidfile_alive "$state/$ns.$what.pid" "$marker"; then
         say "$ns: $what running (pid $(cat "$state/$ns.$what.pid"))"
       else

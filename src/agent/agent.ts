@@ -30,6 +30,8 @@ export interface AgentStatus {
   lastHeartbeatAt: string | null;
   establishedConnections: number;
   hostChanges: string[];
+  /** The decapsulator's counters (docs/agent.md); null with --decap none. */
+  decapCounters: Record<string, unknown> | null;
 }
 
 /** Established TCP connections whose local end is one of the VIPs (port-matched unless 0). */
@@ -125,6 +127,7 @@ export async function runAgent(opts: AgentOptions): Promise<number> {
     process.on("SIGTERM", onSignal);
   });
 
+  let decapCounters: Record<string, unknown> | null = null;
   const status = (): AgentStatus => {
     const c = client.status();
     return {
@@ -142,6 +145,7 @@ export async function runAgent(opts: AgentOptions): Promise<number> {
       lastHeartbeatAt: c.lastHeartbeatAt,
       establishedConnections: established,
       hostChanges: host.changes(),
+      decapCounters,
     };
   };
 
@@ -153,6 +157,7 @@ export async function runAgent(opts: AgentOptions): Promise<number> {
         switch (request.cmd) {
           case "agent.status":
             established = countEstablished(await ss().catch(() => ""), tcpVips);
+            decapCounters = (await host.decapCounters().catch(() => undefined)) ?? null;
             return { result: status() };
           case "agent.pause":
             await client.setPaused(true);

@@ -1,12 +1,15 @@
 // What a DSR backend needs from its host (docs/backend-setup.md), done by `lbctl agent` and
-// undone on stop: lb_decap on the interface (native, else generic), each VIP on lo, ARP sysctls
-// so the VIP is never answered for, rp_filter 0/2, and advmss on the routes back to clients so
-// encapsulated segments fit the path MTU. Only what this run changed is recorded and restored.
+// undone on stop: decapsulation (lb_decap on the interface, native else generic, or the TUN
+// decapsulator), each VIP on lo, ARP sysctls so the VIP is never answered for, rp_filter 0/2,
+// and advmss on the routes back to clients so encapsulated segments fit the path MTU. Only what
+// this run changed is recorded and restored.
 import { execFile } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import type { Logger } from "pino";
 
 import { DecapLoader } from "../dataplane/decap-loader.js";
+import { TunDecap, type TunCounters } from "../dataplane/tun-decap.js";
+import { createTunDevice, deleteTunDevice, tunDeviceName } from "../dataplane/tun-device.js";
 import { addressToString, AF_INET, type IpAddress } from "../lib/addr.js";
 import { LbError } from "../lib/errors.js";
 import type { XdpMode } from "../dataplane/xdp.js";
@@ -22,8 +25,26 @@ export interface HostPlan {
   readonly address: IpAddress;
   readonly encapPort: number;
   readonly vipAddresses: readonly IpAddress[];
-  /** auto: native, else generic; none: the operator attached decap already. */
-  readonly decap: "auto" | "native" | "generic" | "none";
+  /** See decapSteps(); none: the operator set decapsulation up already. */
+  readonly decap: DecapRequest;
+}
+
+export type DecapRequest = "auto" | "xdp" | "native" | "generic" | "tun" | "none";
+export type DecapStep = XdpMode | "tun";
+export type DecapMode = DecapStep | "none";
+
+/** What to try, in order (DESIGN.md: auto = XDP native, else generic, else TUN). */
+export function decapSteps(request: DecapRequest): DecapStep[] {
+  switch (request) {
+    case "auto":
+      return ["native", "generic", "tun"];
+    case "xdp":
+      return ["native", "generic"];
+    case "none":
+      return [];
+    default:
+      return [request];
+  }
 }
 
 export type Runner = (cmd: string, args: readonly string[]) => Promise<string>;
@@ -51,7 +72,9 @@ export class HostSetup {
   /** Undo steps, most recent last. */
   private readonly undo: { what: string; run: () => Promise<void> | void }[] = [];
   private decap: DecapLoader | undefined;
-  decapMode: XdpMode | "none" = "none";
+  private tun: TunDecap | undefined;
+  private tunName: string | undefined;
+  decapMode: DecapMode = "none";
 
   constructor(
     private readonly plan: HostPlan,
@@ -62,9 +85,10 @@ export class HostSetup {
   /** Everything, in order; on failure what was done is undone before the error propagates. */
   async prepare(): Promise<void> {
     try {
-      this.attachDecap();
+      await this.attachDecap();
       await this.vipsOnLo();
       this.sysctls();
+      this.tunSysctls();
       await this.advmss();
     } catch (err) {
       await this.restore();
@@ -91,12 +115,35 @@ export class HostSetup {
     return this.undo.map((u) => u.what);
   }
 
-  private attachDecap(): void {
+  /** The decapsulator's counters: lb_decap's (XDP) or caplance-tun's; undefined with none. */
+  async decapCounters(): Promise<Record<string, unknown> | undefined> {
+    if (this.tun) {
+      const c: TunCounters = await this.tun.counters();
+      return { ...c, restarts: this.tun.restarts };
+    }
+    if (this.decap?.isAttached) {
+      const c = this.decap.counters();
+      return {
+        rx: Number(c.rx),
+        decap: Number(c.decap),
+        pass: Number(c.pass),
+        malformed: Number(c.malformed),
+      };
+    }
+    return undefined;
+  }
+
+  private async attachDecap(): Promise<void> {
     const p = this.plan;
-    if (p.decap === "none") return;
-    const modes: XdpMode[] = p.decap === "auto" ? ["native", "generic"] : [p.decap];
+    const steps = decapSteps(p.decap);
+    if (steps.length === 0) return;
     let last: unknown;
-    for (const mode of modes) {
+    for (const [i, mode] of steps.entries()) {
+      const next = steps[i + 1];
+      if (mode === "tun") {
+        await this.startTun();
+        return;
+      }
       try {
         this.decap = DecapLoader.attach({
           ifname: p.iface,
@@ -117,10 +164,56 @@ export class HostSetup {
         return;
       } catch (err) {
         last = err;
-        this.log.warn({ err, mode }, "decap attach failed");
+        const why = err instanceof Error ? err.message : String(err);
+        if (next === undefined) this.log.warn({ mode, why }, "decap attach failed");
+        else this.log.warn({ mode, why, next }, `decap: ${mode} XDP skipped, trying ${next}`);
       }
     }
     throw last instanceof Error ? last : new LbError("LB_ERR_ATTACH", `decap on ${p.iface} failed`);
+  }
+
+  /** A persistent TUN device (deleted on restore) and caplance-tun writing into it. */
+  private async startTun(): Promise<void> {
+    const p = this.plan;
+    const name = tunDeviceName(p.encapPort);
+    await createTunDevice(
+      name,
+      p.vipAddresses.find((v) => v.family === AF_INET),
+    );
+    this.undo.push({
+      what: `TUN device ${name}`,
+      run: () => deleteTunDevice(name),
+    });
+    this.tunName = name;
+    const tun = await TunDecap.start({
+      tun: name,
+      encapPort: p.encapPort,
+      listen: [p.address],
+      vips: p.vipAddresses,
+      log: this.log.child({ part: "tun" }),
+    });
+    this.tun = tun;
+    this.decapMode = "tun";
+    this.log.info(
+      { tun: name, address: addressToString(p.address), encapPort: p.encapPort },
+      "TUN decap running",
+    );
+    this.undo.push({
+      what: `TUN decap (caplance-tun) on ${name}`,
+      run: async () => {
+        const c = await tun.stop();
+        this.tun = undefined;
+        this.log.info({ counters: c }, "TUN decap stopped");
+      },
+    });
+  }
+
+  /** The kernel takes decapsulated packets in on the TUN device: reverse-path filtering and
+   * IPv6 must let them in there too (a new device inherits conf.default). */
+  private tunSysctls(): void {
+    if (this.tunName === undefined) return;
+    this.setSysctl(`net.ipv4.conf.${this.tunName}.rp_filter`, (v) => (v === 1 ? 2 : undefined));
+    this.setSysctl(`net.ipv6.conf.${this.tunName}.disable_ipv6`, (v) => (v === 1 ? 0 : undefined));
   }
 
   private async vipsOnLo(): Promise<void> {

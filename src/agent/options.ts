@@ -8,6 +8,9 @@ import { formatVip, parseVipResult } from "../core/vip-syntax.js";
 import { addressToString, tryParseAddress } from "../lib/addr.js";
 import { LbError } from "../lib/errors.js";
 import { DEFAULT_REGISTRATION_PORT } from "../registry/wire.js";
+import type { DecapRequest } from "./host.js";
+
+const DECAP_REQUESTS: readonly DecapRequest[] = ["auto", "xdp", "native", "generic", "tun", "none"];
 
 export const AGENT_SOCKET_ENV = "LBCTL_AGENT_SOCKET";
 
@@ -42,7 +45,7 @@ export interface AgentOptions {
   socket: string;
   drainTimeoutS: number;
   healthIntervalS: number;
-  decap: "auto" | "native" | "generic" | "none";
+  decap: DecapRequest;
   logLevel: string;
 }
 
@@ -145,14 +148,8 @@ export function resolveAgentOptions(flags: AgentFlags, env: NodeJS.ProcessEnv = 
     return v;
   };
   const decap = f.decap ?? "auto";
-  if (decap === "tun") {
-    throw new LbError("LB_ERR_UNSUPPORTED", "--decap tun (userspace decapsulation) is not supported yet", {
-      hint: "use --decap auto (XDP native, else generic)",
-    });
-  }
-  const decapMode = decap === "xdp" ? "auto" : decap;
-  if (!["auto", "native", "generic", "none"].includes(decapMode))
-    throw usage(`--decap ${decap}: auto, xdp, native, generic or none`);
+  if (!(DECAP_REQUESTS as readonly string[]).includes(decap))
+    throw usage(`--decap ${decap}: auto, xdp, tun, native, generic or none`);
   if (f.name !== undefined && !/^[\x21-\x7e]{1,64}$/.test(f.name))
     throw usage(`--name ${f.name}: 1..64 printable characters without spaces`);
   const lb = parseLb(f.lb);
@@ -170,7 +167,7 @@ export function resolveAgentOptions(flags: AgentFlags, env: NodeJS.ProcessEnv = 
     socket: f.socket ?? (envSocket !== undefined && envSocket !== "" ? envSocket : DEFAULT_AGENT_SOCKET),
     drainTimeoutS: num(f.drainTimeout, "--drain-timeout", 30),
     healthIntervalS: num(f.healthInterval, "--health-interval", 20),
-    decap: decapMode as AgentOptions["decap"],
+    decap: decap as DecapRequest,
     logLevel: f.logLevel ?? "info",
   };
 }

@@ -40,6 +40,9 @@ export interface LoadOptions {
   extra?: string[];
 }
 
+/** lab.sh up --decap: lb_decap (XDP) native or generic, the TUN decapsulator, or nothing. */
+export type LabDecap = "native" | "generic" | "tun" | "none";
+
 /** A long-lived TCP connection from the client to a VIP (test/support/tcp-session.ts). */
 export class Session {
   private readonly lines: Interface;
@@ -82,6 +85,8 @@ export class Lab {
   constructor(
     readonly prefix: string,
     readonly backends = 3,
+    /** How the backends decapsulate (lab.sh --decap): lb_decap XDP (default native) or TUN. */
+    readonly decap: LabDecap = "native",
   ) {
     this.socket = `/run/caplance-lab/${prefix}/lbd.sock`;
   }
@@ -93,7 +98,16 @@ export class Lab {
   async up(extra: string[] = []): Promise<void> {
     const r = await run(
       "bash",
-      [join(root, "scripts", "lab.sh"), "up", this.prefix, "--backends", String(this.backends), ...extra],
+      [
+        join(root, "scripts", "lab.sh"),
+        "up",
+        this.prefix,
+        "--backends",
+        String(this.backends),
+        "--decap",
+        this.decap,
+        ...extra,
+      ],
       120_000,
     );
     if (r.code !== 0) throw new Error(`lab up failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
@@ -123,8 +137,7 @@ export class Lab {
   async startDaemon(opts: LoadOptions = {}): Promise<void> {
     const args = [
       `--net=${this.ns("lb")}`,
-      process.execPath,
-      LBCTL,
+      LBCTL, // as installed: its #! line carries the daemon's node flags
       "load",
       "--iface",
       "eth0",

@@ -68,6 +68,19 @@ function describe(result: unknown): string {
     `established connections: ${String(r["establishedConnections"])}`,
     `last heartbeat: ${typeof r["lastHeartbeatAt"] === "string" ? r["lastHeartbeatAt"] : "-"}`,
   ];
+  const counters = r["decapCounters"];
+  if (typeof counters === "object" && counters !== null) {
+    const c = counters as Record<string, unknown>;
+    const drops =
+      typeof c["drops"] === "object" && c["drops"] !== null ? c["drops"] : { malformed: c["malformed"] };
+    const dropText = Object.entries(drops as Record<string, unknown>)
+      .filter(([, n]) => typeof n === "number" && n > 0)
+      .map(([k, n]) => `${k} ${String(n)}`)
+      .join(", ");
+    lines.push(
+      `decap: rx ${String(c["rx"])}, decapsulated ${String(c["decap"])}, dropped: ${dropText || "none"}`,
+    );
+  }
   if (typeof r["lastError"] === "string") lines.push(`last error: ${r["lastError"]}`);
   return lines.join("\n");
 }
@@ -104,7 +117,10 @@ export function register(program: CommanderCommand): void {
     .option("--socket <path>", `agent socket (default: $${AGENT_SOCKET_ENV}, else ${DEFAULT_AGENT_SOCKET})`)
     .option("--drain-timeout <s>", "on SIGTERM, wait this long for connections to end (default 30)", seconds)
     .option("--health-interval <s>", "heartbeat interval (default 20)", seconds)
-    .option("--decap <mode>", "auto|xdp (native, else generic), native, generic, none, tun")
+    .option(
+      "--decap <mode>",
+      "auto (XDP native, else generic, else TUN), xdp (native, else generic), tun, native, generic, none",
+    )
     .option("--config <file>", "YAML file with the same options (snake_case keys); flags win")
     .option("--log-level <level>", "fatal, error, warn, info, debug or trace (default info)")
     .action(async (opts: RunOpts) => {
