@@ -100,6 +100,12 @@ LB_API int lb_abi_name(int kind, __u32 index, char *buf, __u32 len);
  * field added to the header but not to the table fails. 0 or -EPROTO (see lb_last_error). */
 LB_API int lb_abi_selfcheck(void);
 
+/* Tunnel-probe UDP sockets (native/probe_socket.c): DF set, path-MTU cache ignored, never
+ * fragmented. family 4 or 6; addr 4 or 16 bytes, network order. send returns bytes sent. */
+LB_API int lb_probe_socket(int family);
+LB_API int lb_probe_send(int fd, const __u8 *addr, __u32 addr_len, __u32 port, const __u8 *buf,
+			 __u32 len);
+
 /* Shared with abi_layout.c. */
 void lb_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -215,7 +215,7 @@ async function serve(
   opts: DaemonOptions,
   resolved: Resolved,
   config: Config | undefined,
-  link: { ifindex: number; name: string },
+  link: { ifindex: number; name: string; mtu: number },
   sources: { v4?: IpAddress; v6?: IpAddress },
   log: Logger,
   registry?: PreparedRegistry,
@@ -337,7 +337,7 @@ async function serve(
       onProbe: healthMetrics.observe,
       onForget: healthMetrics.forget,
     });
-    checker.configure(config?.health ?? new Map());
+    checker.configure(config?.health ?? new Map(), config?.healthOverrides);
 
     const status = (): StatusResult => ({
       iface: link.name,
@@ -363,7 +363,7 @@ async function serve(
       }
       const next = loadConfigFile(opts.config); // invalid: throws with file:line, nothing applied
       const summary = await reconciler.applyConfig(next.desired);
-      checker.configure(next.health);
+      checker.configure(next.health, next.healthOverrides);
       if (JSON.stringify(next.settings) !== JSON.stringify(config?.settings ?? {})) {
         summary.warnings.push(
           "settings (maglev_size, log_level, log_file) take effect at the next lbctl load",
@@ -374,7 +374,16 @@ async function serve(
     };
     const withQueueStats = (stats: StatsResult): StatsResult =>
       dataplane.queueStats ? { ...stats, nfqueue: dataplane.queueStats() } : stats;
-    const context = { reconciler, status, stats: () => withQueueStats(readStats(maps, reconciler)), reload };
+    // Listens after the control socket (below); until then nothing is registering.
+    let registrations: Awaited<ReturnType<typeof startRegistry>>["server"] | undefined;
+    const context = {
+      reconciler,
+      status,
+      stats: () => withQueueStats(readStats(maps, reconciler)),
+      reload,
+      health: (vip: string, address: string) => checker.detail(vip, address),
+      registering: () => registrations?.registering() ?? [],
+    };
     const handler = makeHandler(context);
     const server = await ControlServer.listen(resolved.socket, handler, log.child({ module: "control" }));
     cleanups.push(() => server.close());
@@ -398,7 +407,10 @@ async function serve(
         sources,
         log.child({ module: "registry" }),
         registrationMetrics.observe,
+        link.mtu,
       );
+      registrations = listener.server;
+      registrationMetrics.countConnections(() => listener.server.connectionStates());
       cleanups.push(() => listener.close());
     }
 

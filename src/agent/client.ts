@@ -13,8 +13,8 @@ import {
   newNonce,
   parseAnswer,
   parseLine,
+  probeNonce,
   PROTOCOL,
-  TUNNEL_PROBE_PREFIX,
 } from "../registry/wire.js";
 
 export interface ClientOptions {
@@ -329,11 +329,10 @@ export class RegistrationClient {
       this.opts.log.warn({ err }, "tunnel probe socket error");
     });
     s.on("message", (msg) => {
-      const text = msg.toString("utf8");
-      if (!text.startsWith(`${TUNNEL_PROBE_PREFIX} `)) return;
-      const nonce = text.slice(TUNNEL_PROBE_PREFIX.length + 1).trim();
-      if (!/^[0-9a-f]{16,64}$/.test(nonce)) return;
-      this.opts.log.debug({ nonce }, "tunnel probe received");
+      // Full-size probes are padded after the nonce (wire.ts): only the nonce is reported.
+      const nonce = probeNonce(msg.toString("latin1"));
+      if (nonce === undefined) return;
+      this.opts.log.debug({ nonce, bytes: msg.length }, "tunnel probe received");
       if (this.socket && !this.socket.destroyed) this.socket.write(`TUNNEL ${nonce}\n`);
     });
     this.probe = s;

@@ -3,9 +3,19 @@
 import { z } from "zod";
 import { DEFAULT_ENCAP_PORT, DEFAULT_WEIGHT } from "../core/types.js";
 import type { Reconciler, BackendView } from "../core/reconciler.js";
-import { HASH_MODES, parseBackendAddress, parseVip } from "../core/vip-syntax.js";
+import { formatVip, HASH_MODES, parseBackendAddress, parseVip } from "../core/vip-syntax.js";
 import { LbError } from "../lib/errors.js";
-import type { BackendInfo, ReloadResult, Request, StatsResult, StatusResult, VipInfo } from "./protocol.js";
+import type { HealthDetail } from "../health/checker.js";
+import type { PendingRegistration } from "../registry/server.js";
+import type {
+  BackendHealth,
+  BackendInfo,
+  ReloadResult,
+  Request,
+  StatsResult,
+  StatusResult,
+  VipInfo,
+} from "./protocol.js";
 import type { Handler } from "./control-server.js";
 
 export interface DaemonContext {
@@ -14,6 +24,10 @@ export interface DaemonContext {
   stats(): StatsResult;
   /** Re-reads and applies the config file; throws (nothing applied) when it is invalid. */
   reload(): Promise<ReloadResult>;
+  /** A backend's health checks (the checker's view); absent: none shown. */
+  health?(vip: string, address: string): HealthDetail;
+  /** Agents' REGISTERs still in their tunnel check (src/registry): listed as pending. */
+  registering?(): readonly PendingRegistration[];
 }
 
 const vipArg = z.object({ vip: z.string() });
@@ -49,17 +63,33 @@ function args<K extends keyof typeof schemas>(cmd: K, request: Request): z.outpu
   return parsed.data as z.output<(typeof schemas)[K]>;
 }
 
-const info = (b: BackendView): BackendInfo => ({
-  vip: b.vip,
-  address: b.address,
-  port: b.port,
-  name: b.name,
-  weight: b.weight,
-  state: b.state,
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+const healthInfo = (h: HealthDetail): BackendHealth => ({
+  kind: h.kind,
+  check: h.check,
+  result: h.result,
+  detail: h.detail,
+  passes: h.passes,
+  fails: h.fails,
+  lastCheckAt: iso(h.lastCheckAt),
 });
 
 export function makeHandler(ctx: DaemonContext): Handler {
   const r = ctx.reconciler;
+  // The contract's fields first, in their order (DESIGN.md), then the details.
+  const info = (b: BackendView): BackendInfo => ({
+    vip: b.vip,
+    address: b.address,
+    port: b.port,
+    name: b.name,
+    weight: b.weight,
+    state: b.state,
+    source: b.source,
+    ...(ctx.health ? { health: healthInfo(ctx.health(b.vip, b.address)) } : {}),
+    changedAt: new Date(b.changedAt).toISOString(),
+    changeReason: b.changeReason,
+  });
   return async (request) => {
     switch (request.cmd) {
       case "status":
@@ -110,7 +140,23 @@ export function makeHandler(ctx: DaemonContext): Handler {
       }
       case "backend.list": {
         const a = args("backend.list", request);
-        return { result: r.listBackends(a.vip === undefined ? undefined : parseVip(a.vip)).map(info) };
+        const listed = r.listBackends(a.vip === undefined ? undefined : parseVip(a.vip)).map(info);
+        const vip = a.vip === undefined ? undefined : formatVip(parseVip(a.vip));
+        const registering = (ctx.registering?.() ?? [])
+          .filter((p) => vip === undefined || p.vip === vip)
+          .map((p): BackendInfo => ({
+            vip: p.vip,
+            address: p.address,
+            port: p.port,
+            name: p.name,
+            weight: p.weight,
+            state: "pending",
+            source: "registered",
+            ...(ctx.health ? { health: healthInfo(ctx.health(p.vip, p.address)) } : {}),
+            changedAt: new Date(p.since).toISOString(),
+            changeReason: p.reason,
+          }));
+        return { result: [...listed, ...registering] };
       }
       default:
         throw new LbError(

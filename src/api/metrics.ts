@@ -93,6 +93,24 @@ export class RegistrationMetrics {
   readonly observe = (event: string): void => {
     this.events.inc({ event });
   };
+
+  private states: () => Readonly<Record<string, number>> = () => ({});
+
+  readonly connections = new Gauge({
+    name: "caplance_registration_connections",
+    help: "Open registration connections by stage: unauthenticated, authenticated, registered",
+    labelNames: ["stage"] as const,
+    registers: [],
+    collect: () => {
+      this.connections.reset();
+      for (const [stage, n] of Object.entries(this.states())) this.connections.set({ stage }, n);
+    },
+  });
+
+  /** Where the connection gauge reads from (the registration server, once it listens). */
+  countConnections(states: () => Readonly<Record<string, number>>): void {
+    this.states = states;
+  }
 }
 
 interface Snapshot {
@@ -310,7 +328,9 @@ export class CaplanceMetrics {
     const health = opts.health ?? new HealthCheckMetrics();
     this.registry.registerMetric(health.checks);
     this.registry.registerMetric(health.duration);
-    this.registry.registerMetric((opts.registration ?? new RegistrationMetrics()).events);
+    const registration = opts.registration ?? new RegistrationMetrics();
+    this.registry.registerMetric(registration.events);
+    this.registry.registerMetric(registration.connections);
     if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }
 

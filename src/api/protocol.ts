@@ -63,6 +63,29 @@ export interface BackendInfo {
   /** Configured weight. */
   weight: number;
   state: "active" | "draining" | "down" | "pending";
+  // Beyond the contract's fields (optional: a daemon of an older version sends none of them).
+  /** "static": the config file, lbctl or the API; "registered": an agent. */
+  source?: "static" | "registered";
+  health?: BackendHealth;
+  /** ISO 8601 time of the last change of its state or settings, and why. */
+  changedAt?: string;
+  changeReason?: string;
+}
+
+/** A backend's active health checks (docs/config.md#health-checks--health). */
+export interface BackendHealth {
+  /** "none": not probed. */
+  kind: "tcp" | "http" | "https" | "none";
+  /** "http:80/healthz"; null for none. */
+  check: string | null;
+  /** The latest probe: success, timeout, refused, bad_status, error; null before the first. */
+  result: string | null;
+  detail: string | null;
+  /** Consecutive successes and failures. */
+  passes: number;
+  fails: number;
+  /** ISO 8601 time of the latest probe. */
+  lastCheckAt: string | null;
 }
 
 export interface StatsResult {

@@ -7,6 +7,7 @@ import type { Document } from "yaml";
 import { DEFAULT_ENCAP_PORT, DEFAULT_WEIGHT } from "../core/types.js";
 import type { BackendSpec, DesiredState, VipSpec } from "../core/types.js";
 import { parseBackendAddress, parseVip } from "../core/vip-syntax.js";
+import { addressToString } from "../lib/addr.js";
 import { LbError } from "../lib/errors.js";
 import { formatPath, positionOf } from "./positions.js";
 import { configSchema, crossFieldIssues } from "./schema.js";
@@ -29,6 +30,8 @@ export interface Config {
   readonly settings: ConfigSettings;
   /** Active health checks by canonical VIP text (formatVip); VIPs without `health` are absent. */
   readonly health: ReadonlyMap<string, HealthCheckSpec>;
+  /** A backend's own `health` merged over its VIP's, keyed "VIP ADDR" (canonical texts). */
+  readonly healthOverrides: ReadonlyMap<string, HealthCheckSpec>;
 }
 
 interface PlacedLine {
@@ -115,6 +118,20 @@ function healthOf(vips: readonly RawVip[]): Map<string, HealthCheckSpec> {
   return out;
 }
 
+/** Backends with a `health` of their own: its keys over the VIP's, then the defaults. */
+function healthOverridesOf(vips: readonly RawVip[]): Map<string, HealthCheckSpec> {
+  const out = new Map<string, HealthCheckSpec>();
+  for (const v of vips) {
+    const ref = parseVip(v.vip);
+    for (const b of v.backends ?? []) {
+      if (b.health === undefined) continue;
+      const address = addressToString(parseBackendAddress(b.address).address);
+      out.set(`${formatVip(ref)} ${address}`, toHealth({ ...v.health, ...b.health }, ref.port));
+    }
+  }
+  return out;
+}
+
 function toSettings(s: RawConfig["settings"]): ConfigSettings {
   return {
     ...(s?.maglev_size === undefined ? {} : { maglevSize: s.maglev_size }),
@@ -154,6 +171,7 @@ export function parseConfig(text: string, fileName: string): Config {
     desired: { vips: (data.vips ?? []).map(toVip) },
     settings: toSettings(data.settings),
     health: healthOf(data.vips ?? []),
+    healthOverrides: healthOverridesOf(data.vips ?? []),
   };
 }
 

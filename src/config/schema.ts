@@ -10,11 +10,12 @@
 //       weight          integer 0..65535                   default 1 (0 = drained: no new flows)
 //       name            1..64 characters, no whitespace    default none
 //       encap_port      integer 1..65535                   default 6080, or the port in address
+//       health          map, keys as the VIP's             default the VIP's; merged over them
 //     health            map                                default none (no active checks)
-//       type            tcp | http                         default tcp
+//       type            tcp | http | https | none          default tcp
 //       port            integer 1..65535                   default the VIP's port (required: UDP, port 0)
-//       path            /... (http only)                   default /
-//       expect_status   integer 100..599 (http only)       default 200
+//       path            /... (http, https only)            default /
+//       expect_status   integer 100..599 (http, https)     default 200
 //       interval_ms     integer 100..3600000               default 1000
 //       timeout_ms      integer 10..60000                  default 1000
 //       rise            integer 1..100                     default 2
@@ -125,16 +126,6 @@ const nameText = z
     error: expected(`a name of 1..${NAME_MAX_LENGTH} characters without whitespace`),
   });
 
-export const backendSchema = strictMap(
-  {
-    address: backendAddressText,
-    weight: intRange(0, 65535).optional(),
-    name: nameText.optional(),
-    encap_port: intRange(1, 65535).optional(),
-  },
-  "a backend map",
-);
-
 const PATH_EXPECTED = `an HTTP path starting with "/", 1..${HEALTH_LIMITS.pathLength} printable characters without spaces`;
 const pathText = z
   .string({ error: expected(PATH_EXPECTED) })
@@ -154,6 +145,17 @@ export const healthSchema = strictMap(
     fall: intRange(...HEALTH_LIMITS.fall).optional(),
   },
   "a health-check map",
+);
+
+export const backendSchema = strictMap(
+  {
+    address: backendAddressText,
+    weight: intRange(0, 65535).optional(),
+    name: nameText.optional(),
+    encap_port: intRange(1, 65535).optional(),
+    health: healthSchema.optional(),
+  },
+  "a backend map",
 );
 
 export const vipSchema = strictMap(
@@ -221,23 +223,32 @@ function encapConflict(backend: Record<string, unknown>, path: ConfigPath): Conf
   };
 }
 
-/** health: a port where the VIP's own cannot serve (UDP, port 0); HTTP-only keys on a TCP check. */
-function healthIssues(health: unknown, vip: VipRef | undefined, i: number): ConfigIssue[] {
+/**
+ * health (a VIP's, or a backend's merged over its VIP's `inherited`): a port where the VIP's own
+ * cannot serve (UDP, port 0); HTTP-only keys on a tcp or none check.
+ */
+function healthIssues(
+  health: unknown,
+  vip: VipRef | undefined,
+  path: ConfigPath,
+  inherited: Record<string, unknown> = {},
+): ConfigIssue[] {
   if (!isRecord(health)) return [];
   const issues: ConfigIssue[] = [];
-  if (health["port"] === undefined && vip !== undefined && (vip.proto !== "tcp" || vip.port === 0)) {
+  const type = health["type"] ?? inherited["type"] ?? "tcp";
+  const port = health["port"] ?? inherited["port"];
+  if (port === undefined && type !== "none" && vip !== undefined && (vip.proto !== "tcp" || vip.port === 0)) {
     issues.push({
-      path: ["vips", i, "health"],
+      path,
       message: `port is required for a ${vip.proto === "tcp" ? "port-0" : "UDP"} VIP (the check is a TCP connect or HTTP GET to that port on each backend)`,
     });
   }
   // Only for a valid non-HTTP type: a bad type is reported on its own.
-  const type = health["type"] ?? "tcp";
   for (const key of ["path", "expect_status"]) {
-    if (type === "tcp" && health[key] !== undefined)
+    if ((type === "tcp" || type === "none") && health[key] !== undefined)
       issues.push({
-        path: ["vips", i, "health", key],
-        message: "applies to type http only (type is tcp)",
+        path: [...path, key],
+        message: `applies to types http and https only (type is ${type})`,
         atKey: true,
       });
   }
@@ -263,13 +274,22 @@ export function crossFieldIssues(raw: unknown): ConfigIssue[] {
       else
         issues.push({ path: ["vips", i, "vip"], message: `duplicate VIP ${key} (first at vips[${first}])` });
     }
-    if (isRecord(item))
-      issues.push(...healthIssues(item["health"], vip?.ok === true ? vip.value : undefined, i));
+    const vipRef = vip?.ok === true ? vip.value : undefined;
+    const vipHealth = isRecord(item) ? item["health"] : undefined;
+    issues.push(...healthIssues(vipHealth, vipRef, ["vips", i, "health"]));
     const backendSeen = new Map<string, number>();
     for (const [j, backend] of listAt(item, "backends").entries()) {
       if (!isRecord(backend)) continue;
       const conflict = encapConflict(backend, ["vips", i, "backends", j]);
       if (conflict !== undefined) issues.push(conflict);
+      issues.push(
+        ...healthIssues(
+          backend["health"],
+          vipRef,
+          ["vips", i, "backends", j, "health"],
+          isRecord(vipHealth) ? vipHealth : {},
+        ),
+      );
       const addr = backend["address"];
       const parsed = typeof addr === "string" ? parseBackendAddressResult(addr) : undefined;
       if (parsed?.ok !== true) continue;

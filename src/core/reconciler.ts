@@ -20,6 +20,7 @@ import { IndexAllocator, LowestFreeAllocator } from "./index-allocator.js";
 import { vipAddrEntry } from "./vip-addr.js";
 import {
   PROTO_NUMBER,
+  type BackendSource,
   type BackendSpec,
   type BackendState,
   type DesiredState,
@@ -82,6 +83,10 @@ export interface ApplySummary {
 
 interface BackendRuntime {
   origin: Origin;
+  readonly source: BackendSource;
+  /** The last change of its state or settings (epoch ms) and why, for `backend list`. */
+  changedAt: number;
+  changeReason: string;
   readonly index: number;
   readonly address: IpAddress;
   readonly encapPort: number;
@@ -116,6 +121,10 @@ export interface BackendView {
   weight: number;
   state: BackendState;
   index: number;
+  source: BackendSource;
+  /** Epoch ms of the last change, and why. */
+  changedAt: number;
+  changeReason: string;
 }
 
 export interface VipView {
@@ -221,6 +230,9 @@ export class Reconciler {
         name: b.name,
         drained: b.drained,
         origin: b.origin,
+        source: b.source,
+        changedAt: b.changedAt,
+        changeReason: b.changeReason,
       })),
     }));
   }
@@ -255,6 +267,10 @@ export class Reconciler {
         this.backendIndices.reserve(b.index);
         vip.backends.set(addrKey(address), {
           origin: b.origin,
+          // Older state files have neither: the change is the adoption itself.
+          source: b.source ?? "static",
+          changedAt: b.changedAt ?? Date.now(),
+          changeReason: b.changeReason ?? "adopted from the previous daemon",
           index: b.index,
           address,
           encapPort: b.encapPort,
@@ -312,19 +328,31 @@ export class Reconciler {
 
   // ---- backends
 
-  /** Adds a backend; resolves its next hop first (waiting up to resolveWaitMs). */
+  /** Adds a backend; resolves its next hop first (waiting up to resolveWaitMs). `reason` is
+   * what `backend list` shows as its last change. */
   addBackend(
     ref: VipRef,
     spec: BackendSpec,
     origin: Origin = "runtime",
+    reason?: string,
   ): Promise<{ backend: BackendView; warning?: string }> {
     return this.change("backend.add", async () => {
       const vip = this.getVip(ref);
       const key = addrKey(spec.address);
       if (vip.backends.has(key))
         throw new LbError("LB_ERR_EXISTS", `backend ${key} already exists in VIP ${vip.key}`);
+      const source = spec.source ?? "static";
       const backend: BackendRuntime = {
         origin,
+        source,
+        changedAt: Date.now(),
+        changeReason:
+          reason ??
+          (origin === "config"
+            ? "added from the config file"
+            : source === "registered"
+              ? "registered by its agent"
+              : "added at run time"),
         index: this.backendIndices.allocate(),
         address: spec.address,
         encapPort: spec.encapPort,
@@ -369,12 +397,13 @@ export class Reconciler {
   }
 
   /** Drain (true): no new flows, existing flows stay. Resume (false): back in rotation. */
-  setDrained(ref: VipRef, address: IpAddress, drained: boolean): Promise<BackendView> {
+  setDrained(ref: VipRef, address: IpAddress, drained: boolean, reason?: string): Promise<BackendView> {
     return this.change(drained ? "backend.drain" : "backend.resume", () => {
       const vip = this.getVip(ref);
       const backend = this.getBackend(vip, address);
       if (backend.drained !== drained) {
         backend.drained = drained;
+        this.touch(backend, reason ?? (drained ? "drained" : "resumed"));
         this.writeTable(vip);
       }
       this.opts.log?.info(
@@ -405,6 +434,7 @@ export class Reconciler {
       if (backend.down === !healthy || (index !== undefined && backend.index !== index))
         return this.view(vip, backend);
       backend.down = !healthy;
+      this.touch(backend, `${healthy ? "up" : "down"}: ${reason}`);
       if (backend.down) {
         this.writeTable(vip);
         this.writeBackend(vip, backend);
@@ -553,11 +583,17 @@ export class Reconciler {
     return this.change("backend.update", () => {
       const vip = this.getVip(ref);
       const backend = this.getBackend(vip, spec.address);
-      if (spec.name !== undefined) backend.name = spec.name;
+      const what: string[] = [];
+      if (spec.name !== undefined && spec.name !== backend.name) {
+        what.push(`name ${spec.name}`);
+        backend.name = spec.name;
+      }
       if (backend.weight !== spec.weight) {
+        what.push(`weight ${backend.weight} → ${spec.weight}`);
         backend.weight = spec.weight;
         this.writeTable(vip);
       }
+      if (what.length > 0) this.touch(backend, `config file: ${what.join(", ")}`);
       this.opts.log?.info(
         { vip: vip.key, backend: addrKey(spec.address), weight: spec.weight },
         "backend changed",
@@ -588,6 +624,7 @@ export class Reconciler {
         if (this.vips.get(vip.key) !== vip || vip.backends.get(addrKey(b.address)) !== b) continue;
         const wasPending = !b.nextHop;
         b.nextHop = next;
+        this.touch(b, wasPending ? "next hop resolved" : "next hop changed");
         this.writeBackend(vip, b);
         if (wasPending) grown.add(vip);
         this.opts.log?.info(
@@ -726,6 +763,14 @@ export class Reconciler {
       weight: b.weight,
       state: this.state(b),
       index: b.index,
+      source: b.source,
+      changedAt: b.changedAt,
+      changeReason: b.changeReason,
     };
+  }
+
+  private touch(b: BackendRuntime, reason: string): void {
+    b.changedAt = Date.now();
+    b.changeReason = reason;
   }
 }

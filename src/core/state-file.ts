@@ -17,6 +17,10 @@ export interface BackendSnapshot {
   name: string;
   drained: boolean;
   origin: "config" | "runtime";
+  /** Added later: absent in older files (then "static", changed at adoption). */
+  source?: "static" | "registered";
+  changedAt?: number;
+  changeReason?: string;
 }
 
 export interface VipSnapshot {

@@ -16,12 +16,18 @@ export interface VipRef {
   readonly port: number;
 }
 
+/** Where a backend came from, as `lbctl backend list` shows it: the config file, lbctl or the
+ * API ("static"), or an agent's registration ("registered"). */
+export type BackendSource = "static" | "registered";
+
 export interface BackendSpec {
   readonly address: IpAddress;
   readonly encapPort: number;
   /** Configured weight (0 = drained from the start). */
   readonly weight: number;
   readonly name?: string;
+  /** Default "static". */
+  readonly source?: BackendSource;
 }
 
 export interface VipSpec {

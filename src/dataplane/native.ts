@@ -72,6 +72,10 @@ const SIGNATURES = {
   lb_eng_table: [I32, U32, BUF, U32],
   lb_eng_read_table: [I32, U32, BUF, U32],
   lb_eng_decide: [I32, BUF, U32, U32, BUF, U32, BUF],
+  lb_probe_socket: [I32],
+  lb_probe_send: [I32, BUF, U32, U32, BUF, U32],
+  lb_tun_decide_ffi: [BUF, U32, BUF, U32],
+  lb_tun_reason_name_ffi: [I32, BUF, U32],
 } as const satisfies Record<string, readonly DataType[]>;
 
 type ShimName = keyof typeof SIGNATURES;
@@ -267,6 +271,16 @@ export class Native {
     return this.fn.lb_close([fd]);
   }
 
+  /** A UDP socket whose datagrams carry DF and are never fragmented (probe_socket.c). */
+  probeSocket(family: 4 | 6): number {
+    return this.fn.lb_probe_socket([family]);
+  }
+  /** Sends one datagram to addr (4 or 16 bytes):port; bytes sent or -errno (-EMSGSIZE: larger
+   * than the interface MTU). */
+  probeSend(fd: number, addr: Uint8Array, port: number, payload: Uint8Array): number {
+    return this.fn.lb_probe_send([fd, addr, addr.length, port, payload, payload.length]);
+  }
+
   /** Type, sizes and id of a map; throws LB_ERR_MAP naming `what`. */
   mapInfo(fd: number, what = `map fd ${fd}`): MapInfo {
     const out = new Uint8Array(28);
@@ -454,6 +468,25 @@ export class Native {
     res: Uint8Array,
   ): number {
     return this.fn.lb_eng_decide([handle, frame, frame.length, ingressIfindex, out, out.length, res]);
+  }
+
+  // ---- the TUN decapsulator's decision (native/tun_decide.h, tun_shim.c)
+
+  /** vipKeys: LB_TUN_KEY_SIZE (17) bytes per VIP (tun_decide.h), any order; empty = any.
+   * Returns enum lb_tun_reason (0 = write the payload unchanged) or -errno. */
+  tunDecide(payload: Uint8Array, vipKeys: Uint8Array): number {
+    return this.fn.lb_tun_decide_ffi([
+      payload.length === 0 ? EMPTY_KEY : payload,
+      payload.length,
+      vipKeys.length === 0 ? EMPTY_KEY : vipKeys,
+      Math.floor(vipKeys.length / 17),
+    ]);
+  }
+  /** The stable name of an lb_tun_reason; undefined past the last. */
+  tunReasonName(reason: number): string | undefined {
+    const out = new Uint8Array(32);
+    const n = this.fn.lb_tun_reason_name_ffi([reason, out, out.length]);
+    return n < 0 ? undefined : Buffer.from(out.subarray(0, n)).toString("latin1");
   }
 
   // ---- ABI export (native/abi_layout.c)

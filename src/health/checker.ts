@@ -1,13 +1,14 @@
 // The active health checker: probes every backend (static or registered) of each VIP that has
-// checks configured, on its own address, every interval; `fall` failures in a row take it down,
-// `rise` successes bring it back, through the reconciler like any other change.
+// checks configured (or that has checks of its own), on its own address, every interval; `fall`
+// failures in a row take it down, `rise` successes bring it back, through the reconciler like any
+// other change. It keeps each backend's latest result for `lbctl backend list`.
 import type { Logger } from "pino";
 
 import type { Reconciler } from "../core/reconciler.js";
 import { parseVip } from "../core/vip-syntax.js";
 import { parseAddress } from "../lib/addr.js";
-import { probeBackend, type Probe, type ProbeResult } from "./probe.js";
-import { describeCheck, type HealthCheckSpec } from "./spec.js";
+import { probeBackend, type Probe, type ProbeResult, type ProbeResultName } from "./probe.js";
+import { describeCheck, type HealthCheckSpec, type HealthType } from "./spec.js";
 
 /** What the checker needs of the reconciler (an interface, so tests can fake it). */
 export type HealthTarget = Pick<Reconciler, "listBackends" | "setHealth">;
@@ -33,10 +34,37 @@ export interface HealthCheckerOptions {
   readonly now?: () => number;
 }
 
+/** A backend's checks as `backend list` shows them. */
+export interface HealthDetail {
+  readonly kind: HealthType;
+  /** describeCheck(): "http:80/healthz"; null for kind none. */
+  readonly check: string | null;
+  /** The latest probe's result and why; null before the first. */
+  readonly result: ProbeResultName | null;
+  readonly detail: string | null;
+  /** Consecutive successes and failures (one of them is 0 after any probe). */
+  readonly passes: number;
+  readonly fails: number;
+  /** Epoch ms of the latest probe's end. */
+  readonly lastCheckAt: number | null;
+}
+
+const NO_CHECKS: HealthDetail = {
+  kind: "none",
+  check: null,
+  result: null,
+  detail: null,
+  passes: 0,
+  fails: 0,
+  lastCheckAt: null,
+};
+
 interface Tracked {
   readonly vip: string;
   readonly address: string;
   readonly index: number;
+  spec: HealthCheckSpec;
+  lastAt: number | undefined;
   /** The checker's verdict (the reconciler's `down` follows it). */
   up: boolean;
   successes: number;
@@ -49,7 +77,11 @@ interface Tracked {
 
 export class HealthChecker {
   private specs: ReadonlyMap<string, HealthCheckSpec> = new Map();
+  /** Per-backend checks, keyed "VIP ADDR": they replace the VIP's for that backend. */
+  private overrides: ReadonlyMap<string, HealthCheckSpec> = new Map();
   private readonly tracked = new Map<string, Tracked>();
+  /** The same entries keyed "VIP ADDR" (detail() without a scan). */
+  private readonly byBackend = new Map<string, Tracked>();
   private readonly inFlight = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private readonly probe: Probe;
@@ -63,13 +95,41 @@ export class HealthChecker {
     this.now = opts.now ?? (() => performance.now());
   }
 
-  /** The checks by canonical VIP text (config `health`); at start-up and on every reload. */
-  configure(specs: ReadonlyMap<string, HealthCheckSpec>): void {
+  /** The checks by canonical VIP text (config `health`) and by "VIP ADDR" (a backend's own
+   * `health`, merged over its VIP's); at start-up and on every reload. */
+  configure(
+    specs: ReadonlyMap<string, HealthCheckSpec>,
+    overrides: ReadonlyMap<string, HealthCheckSpec> = new Map(),
+  ): void {
     this.specs = specs;
+    this.overrides = overrides;
+    const described = (m: ReadonlyMap<string, HealthCheckSpec>): Record<string, string> =>
+      Object.fromEntries([...m].map(([k, s]) => [k, describeCheck(s)]));
     this.opts.log?.info(
-      { vips: Object.fromEntries([...specs].map(([vip, s]) => [vip, describeCheck(s)])) },
+      { vips: described(specs), ...(overrides.size > 0 ? { backends: described(overrides) } : {}) },
       "health checks configured",
     );
+  }
+
+  /** What `backend list` shows of a backend's checks. */
+  detail(vip: string, address: string): HealthDetail {
+    const t = this.byBackend.get(`${vip} ${address}`);
+    const spec = this.specFor(vip, address);
+    if (!spec || spec.type === "none") return NO_CHECKS;
+    if (!t) return { ...NO_CHECKS, kind: spec.type, check: describeCheck(spec) };
+    return {
+      kind: spec.type,
+      check: describeCheck(spec),
+      result: t.last?.result ?? null,
+      detail: t.last?.detail ?? null,
+      passes: t.successes,
+      fails: t.failures,
+      lastCheckAt: t.lastAt ?? null,
+    };
+  }
+
+  private specFor(vip: string, address: string): HealthCheckSpec | undefined {
+    return this.overrides.get(`${vip} ${address}`) ?? this.specs.get(vip);
   }
 
   start(): void {
@@ -96,7 +156,8 @@ export class HealthChecker {
     const now = this.now();
     const seen = new Set<string>();
     for (const b of this.target.listBackends()) {
-      const spec = this.specs.get(b.vip);
+      const found = this.specFor(b.vip, b.address);
+      const spec = found?.type === "none" ? undefined : found;
       const key = `${b.vip} ${b.address} ${b.index}`;
       let t = this.tracked.get(key);
       if (!spec) {
@@ -111,6 +172,8 @@ export class HealthChecker {
           vip: b.vip,
           address: b.address,
           index: b.index,
+          spec,
+          lastAt: undefined,
           up: b.state !== "down",
           successes: 0,
           failures: 0,
@@ -119,7 +182,13 @@ export class HealthChecker {
           last: undefined,
         };
         this.tracked.set(key, t);
-      }
+        this.byBackend.set(`${b.vip} ${b.address}`, t);
+      } else if (t.spec !== spec && JSON.stringify(t.spec) !== JSON.stringify(spec)) {
+        // Reloaded: the counts restart under the new settings; the verdict stays until they flip it.
+        t.spec = spec;
+        t.successes = t.failures = 0;
+        t.last = undefined;
+      } else t.spec = spec;
       if (t.inFlight || t.due > now || this.inFlight.size >= (this.opts.concurrency ?? 64)) continue;
       t.due = now + spec.intervalMs;
       this.launch(t, spec);
@@ -127,6 +196,7 @@ export class HealthChecker {
     for (const [key, t] of this.tracked) {
       if (seen.has(key) || t.inFlight) continue;
       this.tracked.delete(key);
+      if (this.byBackend.get(`${t.vip} ${t.address}`) === t) this.byBackend.delete(`${t.vip} ${t.address}`);
       this.opts.onForget?.(t.vip, t.address);
     }
   }
@@ -139,6 +209,7 @@ export class HealthChecker {
       .then((r) => {
         t.inFlight = false;
         t.last = r;
+        t.lastAt = Date.now();
         this.opts.onProbe?.({
           vip: t.vip,
           backend: t.address,

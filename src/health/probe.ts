@@ -1,6 +1,7 @@
-// One health probe against one backend's own address: a TCP connect, or an HTTP GET whose status
-// must match. Every probe ends within its timeout and leaves no socket behind.
+// One health probe against one backend's own address: a TCP connect, or an HTTP(S) GET whose
+// status must match. Every probe ends within its timeout and leaves no socket behind.
 import { request } from "node:http";
+import { request as tlsRequest } from "node:https";
 import { connect } from "node:net";
 
 import type { HealthCheckSpec } from "./spec.js";
@@ -51,6 +52,8 @@ export function probeTcp(address: string, spec: HealthCheckSpec): Promise<ProbeR
   });
 }
 
+/** HTTP, or HTTPS for spec.type "https": TLS without certificate verification (the check asks
+ * whether the service answers; the backend's address is rarely the name on its certificate). */
 export function probeHttp(address: string, spec: HealthCheckSpec): Promise<ProbeResult> {
   return new Promise((resolve) => {
     const host = address.includes(":") ? `[${address}]` : address;
@@ -62,18 +65,22 @@ export function probeHttp(address: string, spec: HealthCheckSpec): Promise<Probe
       req.destroy();
       resolve(r);
     };
-    const req = request({
+    const tls = spec.type === "https";
+    const options = {
       hostname: address,
       port: spec.port,
       path: spec.path,
       method: "GET",
-      agent: false, // one connection per probe, closed after it
+      agent: false as const, // one connection per probe, closed after it
       headers: {
-        host: spec.port === 80 ? host : `${host}:${spec.port}`,
+        host: spec.port === (tls ? 443 : 80) ? host : `${host}:${spec.port}`,
         "user-agent": "caplance-health-check",
         connection: "close",
       },
-    });
+    };
+    const req = tls
+      ? tlsRequest({ ...options, rejectUnauthorized: false, servername: "" })
+      : request(options);
     const timer = setTimeout(() => {
       done(timedOut(spec));
     }, spec.timeoutMs);
@@ -89,6 +96,6 @@ export function probeHttp(address: string, spec: HealthCheckSpec): Promise<Probe
   });
 }
 
-/** The real probe for a check's type. */
+/** The real probe for a check's type ("none" is never probed: the checker skips it). */
 export const probeBackend: Probe = (address, spec) =>
-  spec.type === "http" ? probeHttp(address, spec) : probeTcp(address, spec);
+  spec.type === "tcp" ? probeTcp(address, spec) : probeHttp(address, spec);

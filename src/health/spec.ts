@@ -1,7 +1,9 @@
 // Active health-check settings of a VIP (config `vips[].health`, docs/config.md): what to probe on
 // each backend's own address, how often, and how many results in a row flip its state. Pure data.
 
-export const HEALTH_TYPES = ["tcp", "http"] as const;
+/** tcp: a connect; http/https: a GET whose status must match (https: TLS, certificate not
+ * verified); none: no probe (a backend-level `type: none` exempts one backend). */
+export const HEALTH_TYPES = ["tcp", "http", "https", "none"] as const;
 export type HealthType = (typeof HEALTH_TYPES)[number];
 
 /** Defaults in the spirit of keepalived/GLB: a dead backend leaves within fall × interval (3 s). */
@@ -29,7 +31,7 @@ export interface HealthCheckSpec {
   readonly type: HealthType;
   /** TCP port probed on the backend's address. */
   readonly port: number;
-  /** HTTP only: request path and the status that counts as healthy. */
+  /** HTTP(S) only: request path and the status that counts as healthy. */
   readonly path: string;
   readonly expectStatus: number;
   readonly intervalMs: number;
@@ -40,7 +42,8 @@ export interface HealthCheckSpec {
   readonly fall: number;
 }
 
-/** "tcp:80" or "http:80/healthz": how a check names itself in logs. */
+/** "tcp:80", "http:80/healthz", "https:443/" or "none": how a check names itself in logs. */
 export function describeCheck(spec: HealthCheckSpec): string {
-  return spec.type === "http" ? `http:${spec.port}${spec.path}` : `tcp:${spec.port}`;
+  if (spec.type === "none") return "none";
+  return spec.type === "tcp" ? `tcp:${spec.port}` : `${spec.type}:${spec.port}${spec.path}`;
 }

@@ -7,8 +7,8 @@ import type { Logger } from "pino";
 
 import type { Reconciler } from "../core/reconciler.js";
 import type { VipRef } from "../core/types.js";
-import { formatVip, parseVipResult } from "../core/vip-syntax.js";
-import { addressToString, tryParseAddress, type IpAddress } from "../lib/addr.js";
+import { formatVip, parseVip, parseVipResult } from "../core/vip-syntax.js";
+import { addressToString, parseAddress, tryParseAddress, type IpAddress } from "../lib/addr.js";
 import { LbError } from "../lib/errors.js";
 import { allowed, peerAddress, type Cidr } from "./cidr.js";
 import {
@@ -21,6 +21,7 @@ import {
   parseLine,
   PROTOCOL,
   type ParsedLine,
+  encapOverhead,
   type RegErrorCode,
 } from "./wire.js";
 
@@ -36,6 +37,8 @@ export interface TunnelProbe {
   readonly vip: IpAddress;
   readonly probePort: number;
   readonly nonce: string;
+  /** Pad the probe so its outer IP packet has this many bytes (DF set); undefined: small. */
+  readonly outerBytes?: number;
 }
 
 export interface RegistryOptions {
@@ -52,9 +55,15 @@ export interface RegistryOptions {
   readonly tunnelTimeoutMs?: number;
   /** Interval between probe resends during the check (default 250 ms). */
   readonly tunnelResendMs?: number;
+  /** Outer size of the full-size tunnel probe, in bytes: the largest packet the data plane will
+   * send to a backend (the balancer interface's MTU). 0 or undefined: small probes only. */
+  readonly probeMtu?: number;
   /** Registered backends per VIP (default 64). */
   readonly capacityPerVip?: number;
   readonly maxConnections?: number;
+  /** Connections one source address may hold before AUTH succeeds (default 16): one flooding
+   * peer cannot take every slot from the agents. */
+  readonly maxUnauthenticatedPerPeer?: number;
   /** ERR answers after which a connection is closed (default 10). */
   readonly maxErrors?: number;
   readonly log?: Logger;
@@ -72,15 +81,17 @@ const DEFAULTS = {
   writeTimeoutMs: 10_000,
   tunnelTimeoutMs: 3_000,
   tunnelResendMs: 250,
+  probeMtu: 0,
   capacityPerVip: 64,
   maxConnections: 256,
+  maxUnauthenticatedPerPeer: 16,
   maxErrors: 10,
 };
 
 const TUNNEL_HINT =
   "likely causes: decap not attached on the backend's interface (lbctl agent does it), rp_filter 1 " +
-  "on the backend (needs 0 or 2 on all and the interface), the VIP not on the backend's lo, a " +
-  "firewall dropping UDP to the encap port, or a path MTU below the encapsulated size";
+  "on the backend (needs 0 or 2 on all and the interface), the VIP not on the backend's lo, or a " +
+  "firewall dropping UDP to the encap port";
 
 /** A registered backend: one address, one or more VIPs. Outlives its connection until the read
  * timeout, so an agent whose connection dropped can re-register without losing its flows. */
@@ -105,6 +116,18 @@ class RegError extends Error {
   }
 }
 
+/** A REGISTER in its tunnel check, per VIP: `backend list` shows it as pending. */
+export interface PendingRegistration {
+  vip: string;
+  address: string;
+  port: number;
+  name: string;
+  weight: number;
+  /** Epoch ms the check started, and what it waits for. */
+  since: number;
+  reason: string;
+}
+
 export interface RegistrationView {
   name: string;
   address: string;
@@ -123,6 +146,7 @@ export class RegistrationServer {
   private readonly onEvent: ((event: RegistrationEvent) => void) | undefined;
   private readonly registrations = new Map<string, Registration>();
   private readonly connections = new Set<Connection>();
+  private readonly inCheck = new Map<Connection, Omit<PendingRegistration, "vip"> & { vips: VipRef[] }>();
   private server: Server | undefined;
   private sweep: NodeJS.Timeout | undefined;
 
@@ -141,8 +165,10 @@ export class RegistrationServer {
       writeTimeoutMs: options.writeTimeoutMs ?? DEFAULTS.writeTimeoutMs,
       tunnelTimeoutMs: options.tunnelTimeoutMs ?? DEFAULTS.tunnelTimeoutMs,
       tunnelResendMs: options.tunnelResendMs ?? DEFAULTS.tunnelResendMs,
+      probeMtu: options.probeMtu ?? DEFAULTS.probeMtu,
       capacityPerVip: options.capacityPerVip ?? DEFAULTS.capacityPerVip,
       maxConnections: options.maxConnections ?? DEFAULTS.maxConnections,
+      maxUnauthenticatedPerPeer: options.maxUnauthenticatedPerPeer ?? DEFAULTS.maxUnauthenticatedPerPeer,
       maxErrors: options.maxErrors ?? DEFAULTS.maxErrors,
     };
   }
@@ -156,7 +182,8 @@ export class RegistrationServer {
     const server = createServer((socket) => {
       this.accept(socket);
     });
-    server.maxConnections = this.opts.maxConnections + 16; // room to answer "busy" first
+    // Room to answer "busy" (and close at once) before the kernel-level drop below.
+    server.maxConnections = this.opts.maxConnections + Math.max(64, this.opts.maxConnections >> 2);
     await new Promise<void>((resolve, reject) => {
       server.once("error", (err: NodeJS.ErrnoException) => {
         reject(
@@ -171,6 +198,20 @@ export class RegistrationServer {
       });
     });
     server.on("error", (err) => this.log?.warn({ err }, "registration listener error"));
+    this.adoptRegistered();
+    // Past maxConnections the kernel-accepted socket is closed at once, before accept() sees it.
+    server.on("drop", (data) => {
+      const peer = peerAddress(data?.remoteAddress);
+      this.log?.warn(
+        {
+          peer: peer ? addressToString(peer) : (data?.remoteAddress ?? "?"),
+          code: "busy",
+          reason: "connection limit reached",
+        },
+        "registration connection dropped",
+      );
+      this.event("rejected");
+    });
     this.server = server;
     const tick = Math.max(50, Math.min(1000, Math.floor(this.opts.readTimeoutMs / 4)));
     this.sweep = setInterval(() => {
@@ -178,6 +219,39 @@ export class RegistrationServer {
     }, tick);
     const address = server.address();
     return typeof address === "object" && address !== null ? address.port : port;
+  }
+
+  /**
+   * Backends agents registered with a previous daemon (adopted tables, hitless restart): tracked
+   * again as registrations without a connection, so their agents' next REGISTER adopts them
+   * (flows kept) and, if no agent comes back, the read timeout removes them.
+   */
+  private adoptRegistered(): void {
+    const now = Date.now();
+    for (const b of this.reconciler.listBackends()) {
+      if (b.source !== "registered") continue;
+      let reg = this.registrations.get(b.address);
+      if (!reg) {
+        reg = {
+          key: b.address,
+          address: parseAddress(b.address),
+          encapPort: b.port,
+          weight: b.weight,
+          name: b.name,
+          vips: [],
+          paused: b.state === "draining",
+          owner: undefined,
+          lastSeen: now,
+        };
+        this.registrations.set(b.address, reg);
+      }
+      reg.vips.push(parseVip(b.vip));
+    }
+    if (this.registrations.size > 0)
+      this.log?.info(
+        { backends: [...this.registrations.keys()] },
+        "registered backends adopted: they stay until their agents register again or the read timeout",
+      );
   }
 
   /** Stops listening and closes every connection; registered backends stay in the tables. */
@@ -194,6 +268,13 @@ export class RegistrationServer {
       );
   }
 
+  /** Open connections by what they achieved (metrics): a flood shows up as unauthenticated. */
+  connectionStates(): Record<"unauthenticated" | "authenticated" | "registered", number> {
+    const out = { unauthenticated: 0, authenticated: 0, registered: 0 };
+    for (const c of this.connections) out[c.stage]++;
+    return out;
+  }
+
   list(): RegistrationView[] {
     const now = Date.now();
     return [...this.registrations.values()].map((r) => ({
@@ -206,6 +287,20 @@ export class RegistrationServer {
       connected: r.owner !== undefined,
       lastSeenMsAgo: now - r.lastSeen,
     }));
+  }
+
+  /** REGISTERs waiting for their tunnel check, per VIP, for backends not in the tables yet. */
+  registering(): PendingRegistration[] {
+    const out: PendingRegistration[] = [];
+    for (const { vips, ...r } of this.inCheck.values()) {
+      for (const vip of vips) {
+        const key = formatVip(vip);
+        const listed = this.reconciler.listVips().some((v) => v.vip === key);
+        if (!listed || this.reconciler.listBackends(vip).some((b) => b.address === r.address)) continue;
+        out.push({ vip: key, ...r });
+      }
+    }
+    return out;
   }
 
   /** Whether a backend of a VIP came from registration (for `backend list` sources). */
@@ -228,6 +323,18 @@ export class RegistrationServer {
       this.reject(socket, peerText, "busy", `${this.opts.maxConnections} connections already`);
       return;
     }
+    let unauthenticated = 0;
+    for (const c of this.connections)
+      if (c.peer === peerText && c.stage === "unauthenticated") unauthenticated++;
+    if (unauthenticated >= this.opts.maxUnauthenticatedPerPeer) {
+      this.reject(
+        socket,
+        peerText,
+        "busy",
+        `${unauthenticated} connections from this address have not authenticated yet`,
+      );
+      return;
+    }
     const conn = new Connection(this, socket, peerText);
     this.connections.add(conn);
     socket.once("close", () => {
@@ -238,9 +345,11 @@ export class RegistrationServer {
 
   private reject(socket: Socket, peer: string, code: RegErrorCode, reason: string): void {
     this.log?.warn({ peer, code, reason }, "registration connection refused");
+    this.event("rejected");
     socket.on("error", () => undefined);
-    socket.end(`${errLine(code, reason)}\n`);
-    setTimeout(() => socket.destroy(), 1000).unref();
+    // Closed as soon as the answer is with the kernel (which still delivers it): under a flood,
+    // sockets waiting for their peers to close would fill the listener's limit.
+    socket.end(`${errLine(code, reason)}\n`, () => socket.destroy());
   }
 
   // ---- what connections ask for (each throws RegError)
@@ -265,7 +374,20 @@ export class RegistrationServer {
       if (count >= this.opts.capacityPerVip)
         throw new RegError("capacity", `VIP ${key} has ${count} registered backends, its capacity`);
     }
-    await conn.tunnelCheck(spec, this.prober, this.opts.tunnelTimeoutMs, this.opts.tunnelResendMs);
+    this.inCheck.set(conn, {
+      vips: spec.vips,
+      address: spec.key,
+      port: spec.encapPort,
+      name: spec.name,
+      weight: spec.weight,
+      since: Date.now(),
+      reason: `registering: tunnel check in progress (${conn.peer})`,
+    });
+    try {
+      await conn.tunnelCheck(spec, this.prober, this.opts);
+    } finally {
+      this.inCheck.delete(conn);
+    }
 
     const current = this.registrations.get(spec.key);
     if (current?.owner && current.owner !== conn) {
@@ -300,17 +422,24 @@ export class RegistrationServer {
     try {
       for (const vip of spec.vips) {
         if (reg.vips.some((v) => formatVip(v) === formatVip(vip))) continue;
-        await this.reconciler.addBackend(vip, {
-          address: spec.address,
-          encapPort: spec.encapPort,
-          weight: spec.weight,
-          name: spec.name,
-        });
+        await this.reconciler.addBackend(
+          vip,
+          {
+            address: spec.address,
+            encapPort: spec.encapPort,
+            weight: spec.weight,
+            name: spec.name,
+            source: "registered",
+          },
+          "runtime",
+          `registered by its agent (${conn.peer})`,
+        );
         reg.vips.push(vip);
         added.push(vip);
       }
       if (reg.paused) {
-        for (const vip of reg.vips) await this.reconciler.setDrained(vip, reg.address, false);
+        for (const vip of reg.vips)
+          await this.reconciler.setDrained(vip, reg.address, false, "resumed: its agent registered again");
         reg.paused = false;
       }
     } catch (err) {
@@ -329,7 +458,12 @@ export class RegistrationServer {
   async setPaused(reg: Registration, paused: boolean): Promise<void> {
     for (const vip of reg.vips) {
       try {
-        await this.reconciler.setDrained(vip, reg.address, paused);
+        await this.reconciler.setDrained(
+          vip,
+          reg.address,
+          paused,
+          paused ? "paused by its agent" : "resumed by its agent",
+        );
       } catch (err) {
         this.log?.warn({ err, backend: reg.key, vip: formatVip(vip) }, "pause/resume: backend gone");
       }
@@ -454,6 +588,8 @@ class Connection {
   private writeTimer: NodeJS.Timeout | undefined;
   private tunnel: { pending: Set<string>; done: () => void } | undefined;
   private gone = false;
+  /** Being closed by us: nothing more it sent is handled (or logged). */
+  private closing = false;
 
   constructor(
     private readonly server: RegistrationServer,
@@ -509,6 +645,11 @@ class Connection {
     this.registration = undefined;
   }
 
+  get stage(): "unauthenticated" | "authenticated" | "registered" {
+    if (this.state === "hello") return "unauthenticated";
+    return this.state === "registered" ? "registered" : "authenticated";
+  }
+
   /** Another connection took the registration over, or it expired: say why and close. */
   abandon(reason: string, code: RegErrorCode = "exists"): void {
     this.registration = undefined;
@@ -531,20 +672,27 @@ class Connection {
   }
 
   private fail(code: RegErrorCode, reason: string, close = false): void {
+    if (this.closing) return;
     this.server.log?.warn({ peer: this.peer, code, reason }, "registration request rejected");
     this.server.event("rejected");
     this.send(errLine(code, reason));
     this.errors++;
     if (close || this.errors >= this.server.options.maxErrors) {
       if (!close) this.server.log?.warn({ peer: this.peer }, "too many errors: closing the connection");
+      this.closing = true;
+      clearTimeout(this.registerTimer);
       this.splitter.stop();
-      this.socket.end();
-      setTimeout(() => this.socket.destroy(), 1000).unref();
+      // An agent gets a second to read why; an unauthenticated peer's socket goes at once.
+      if (this.state === "hello") this.socket.end(() => this.socket.destroy());
+      else {
+        this.socket.end();
+        setTimeout(() => this.socket.destroy(), 1000).unref();
+      }
     }
   }
 
   private onLine(line: string): void {
-    if (line.trim() === "") return;
+    if (this.closing || line.trim() === "") return;
     const p = parseLine(line);
     if (this.registration) this.server.touch(this.registration);
     // TUNNEL reports arrive while REGISTER is still being answered: never queued behind it.
@@ -559,7 +707,9 @@ class Connection {
   }
 
   private async handle(p: ParsedLine): Promise<void> {
-    if (this.gone) return;
+    // Lines that arrived in one chunk are queued before the first is handled: once an answer
+    // closed the connection, the rest are dropped unanswered (and unlogged).
+    if (this.gone || this.closing) return;
     try {
       await this.dispatch(p);
     } catch (err) {
@@ -653,22 +803,23 @@ class Connection {
     }
   }
 
-  /** Sends a probe per VIP address (resent until answered) and waits for every nonce. */
+  /**
+   * Sends two probes per VIP address, a small one and (with probeMtu) one padded to the largest
+   * packet the data plane sends, resent until answered, and waits for every nonce. Only the big
+   * one missing means the path drops full-size packets: an MTU problem, told apart in the answer.
+   */
   async tunnelCheck(
     spec: { address: IpAddress; encapPort: number; vips: readonly VipRef[]; probePort: number },
     prober: TunnelProber,
-    timeoutMs: number,
-    resendMs: number,
+    opts: { tunnelTimeoutMs: number; tunnelResendMs: number; probeMtu: number },
   ): Promise<void> {
     const addrs = new Map<string, IpAddress>();
     for (const v of spec.vips) addrs.set(addressToString(v.address), v.address);
-    const probes = [...addrs.values()].map((vip) => ({
-      backend: spec.address,
-      encapPort: spec.encapPort,
-      vip,
-      probePort: spec.probePort,
-      nonce: newNonce(),
-    }));
+    const base = { backend: spec.address, encapPort: spec.encapPort, probePort: spec.probePort };
+    const probes: TunnelProbe[] = [...addrs.values()].flatMap((vip) => [
+      { ...base, vip, nonce: newNonce() },
+      ...(opts.probeMtu > 0 ? [{ ...base, vip, nonce: newNonce(), outerBytes: opts.probeMtu }] : []),
+    ]);
     const pending = new Set(probes.map((p) => p.nonce));
     let sendError: string | undefined;
     const sendAll = (): void => {
@@ -690,22 +841,37 @@ class Connection {
       };
       deadline = setTimeout(() => {
         resolve(false);
-      }, timeoutMs);
-      resend = setInterval(sendAll, resendMs);
+      }, opts.tunnelTimeoutMs);
+      resend = setInterval(sendAll, opts.tunnelResendMs);
       sendAll();
     });
     clearInterval(resend);
     clearTimeout(deadline);
     this.tunnel = undefined;
     if (this.gone) throw new RegError("tunnel", "connection closed during the tunnel check");
-    if (!passed) {
-      const missing = probes.filter((p) => pending.has(p.nonce)).map((p) => addressToString(p.vip));
+    if (passed) return;
+    const to = `${addressToString(spec.address)}:${spec.encapPort}`;
+    const within = `within ${opts.tunnelTimeoutMs} ms`;
+    const sent = sendError ? ` (sending failed: ${sendError})` : "";
+    const missing = probes.filter((p) => pending.has(p.nonce));
+    const small = missing.filter((p) => p.outerBytes === undefined).map((p) => addressToString(p.vip));
+    if (small.length > 0) {
       throw new RegError(
         "tunnel",
-        `no probe through the tunnel to ${addressToString(spec.address)}:${spec.encapPort} came back within ${timeoutMs} ms for VIP ${missing.join(", ")}${
-          sendError ? ` (sending failed: ${sendError})` : ""
-        }; ${TUNNEL_HINT}`,
+        `no probe through the tunnel to ${to} came back ${within} for VIP ${small.join(", ")}${sent}; ${TUNNEL_HINT}`,
       );
     }
+    const big = missing.map((p) => addressToString(p.vip));
+    const overhead = encapOverhead(spec.address.family);
+    throw new RegError(
+      "tunnel",
+      `small probes through the tunnel to ${to} came back but the full-size one (a ${opts.probeMtu}-byte ` +
+        `outer packet with DF set, as large as the balancer sends) did not ${within} for VIP ${big.join(", ")}${sent}; ` +
+        `likely cause: the path MTU to the backend is below ${opts.probeMtu} (a link or tunnel on the way ` +
+        `with a smaller MTU drops full-size packets): raise the path MTU to ${opts.probeMtu}, or lower ` +
+        `what clients send to the backend (its interface MTU or the advmss of its routes back to clients, so ` +
+        `inner packets stay within the path MTU minus ${overhead} bytes) and set CAPLANCE_REG_PROBE_MTU on the ` +
+        `daemon to the path MTU`,
+    );
   }
 }

@@ -25,7 +25,9 @@ export const REGISTRY_ENV = {
   tunnelTimeoutMs: "CAPLANCE_REG_TUNNEL_TIMEOUT",
   capacityPerVip: "CAPLANCE_REG_CAPACITY",
   maxConnections: "CAPLANCE_REG_MAX_CONNECTIONS",
+  maxUnauthenticatedPerPeer: "CAPLANCE_REG_MAX_UNAUTH_PER_PEER",
   allow: "CAPLANCE_REG_ALLOW",
+  probeMtu: "CAPLANCE_REG_PROBE_MTU",
 } as const;
 
 function envNumber(name: string, env: NodeJS.ProcessEnv, scale: number): number | undefined {
@@ -65,6 +67,18 @@ export function prepareRegistry(
   if (capacity !== undefined) options.capacityPerVip = capacity;
   const maxConnections = envNumber(REGISTRY_ENV.maxConnections, env, 1);
   if (maxConnections !== undefined) options.maxConnections = maxConnections;
+  const perPeer = envNumber(REGISTRY_ENV.maxUnauthenticatedPerPeer, env, 1);
+  if (perPeer !== undefined) options.maxUnauthenticatedPerPeer = perPeer;
+  const probeMtu = env[REGISTRY_ENV.probeMtu];
+  if (probeMtu !== undefined && probeMtu !== "") {
+    const n = Number(probeMtu);
+    if (!Number.isInteger(n) || (n !== 0 && (n < 128 || n > 65535)))
+      throw new LbError(
+        "LB_ERR_CONFIG",
+        `${REGISTRY_ENV.probeMtu}: expected 0 (small tunnel probes only) or an MTU 128..65535, got "${probeMtu}"`,
+      );
+    options.probeMtu = n;
+  }
   const allow = env[REGISTRY_ENV.allow];
   if (allow !== undefined && allow.trim() !== "") {
     options.allow = allow
@@ -76,16 +90,22 @@ export function prepareRegistry(
   return { port: opts.registrationPort ?? DEFAULT_REGISTRATION_PORT, options };
 }
 
-/** Listens; returns the cleanup (close the listener and the probe sockets). */
+/** Listens; returns the cleanup (close the listener and the probe sockets). `ifaceMtu`, the
+ * balancer interface's MTU, sizes the full-size tunnel probe unless the environment did. */
 export async function startRegistry(
   prepared: PreparedRegistry,
   reconciler: Reconciler,
   sources: { v4?: IpAddress; v6?: IpAddress },
   log: Logger,
   onEvent?: (event: RegistrationEvent) => void,
+  ifaceMtu?: number,
 ): Promise<{ server: RegistrationServer; close: () => Promise<void> }> {
   const prober = new UdpTunnelProber(sources);
-  const options = onEvent ? { ...prepared.options, onEvent } : prepared.options;
+  const options: RegistryOptions = {
+    ...prepared.options,
+    ...(onEvent ? { onEvent } : {}),
+    ...(prepared.options.probeMtu === undefined && ifaceMtu !== undefined ? { probeMtu: ifaceMtu } : {}),
+  };
   const server = new RegistrationServer(reconciler, prober, options, log);
   await server.listen(prepared.port);
   log.info(
@@ -93,6 +113,7 @@ export async function startRegistry(
       port: prepared.port,
       allow: (prepared.options.allow ?? []).map((c) => c.text),
       readTimeoutMs: server.options.readTimeoutMs,
+      probeMtu: server.options.probeMtu,
     },
     "registration listener ready",
   );

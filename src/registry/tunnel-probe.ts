@@ -1,22 +1,28 @@
 // The tunnel check's probe, the way client traffic will arrive at a backend: an outer UDP
 // datagram to the backend's encap port whose payload is an inner IP/UDP packet from the
 // balancer's source address to VIP:probePort carrying "CAPLANCE-TUNNEL <nonce>" (DESIGN.md wire
-// format: direct IP in UDP). Sent through an ordinary UDP socket: the kernel writes the outer
-// IP/UDP headers (with a UDP checksum, which decap ignores), so no raw socket is needed.
-import { createSocket, type Socket } from "node:dgram";
-
+// format: direct IP in UDP), padded with spaces when the probe must be as large as the largest
+// packet the data plane sends. The kernel writes the outer IP/UDP headers (with a UDP checksum,
+// which decap ignores) on a socket that sets DF and never fragments (native/probe_socket.c).
+import { Native } from "../dataplane/native.js";
 import { addressToString, AF_INET, type IpAddress } from "../lib/addr.js";
-import { LbError } from "../lib/errors.js";
+import { errnoName, LbError } from "../lib/errors.js";
 import { buildIpPacket } from "../model/packet-builder.js";
 import type { TunnelProbe, TunnelProber } from "./server.js";
-import { TUNNEL_PROBE_PREFIX } from "./wire.js";
+import { encapOverhead, TUNNEL_PROBE_PREFIX } from "./wire.js";
 
 /** Inner source port of every probe (any fixed port works: nothing answers it). */
 export const PROBE_SOURCE_PORT = 7071;
 
-/** The inner packet of a probe (IPv4 with DF, or IPv6), from src to VIP:probePort. */
+const innerHeaders = (vip: IpAddress): number => (vip.family === AF_INET ? 20 + 8 : 40 + 8);
+
+/** The inner packet of a probe (IPv4 with DF, or IPv6), from src to VIP:probePort; with
+ * probe.outerBytes, padded (spaces after the nonce) so the outer packet has that many bytes. */
 export function probePacket(src: IpAddress, probe: TunnelProbe): Uint8Array {
-  const payload = new TextEncoder().encode(`${TUNNEL_PROBE_PREFIX} ${probe.nonce}`);
+  const text = `${TUNNEL_PROBE_PREFIX} ${probe.nonce}`;
+  const natural = innerHeaders(probe.vip) + text.length;
+  const wanted = probe.outerBytes === undefined ? 0 : probe.outerBytes - encapOverhead(probe.backend.family);
+  const payload = new TextEncoder().encode(text.padEnd(text.length + Math.max(0, wanted - natural), " "));
   const l4 = { kind: "udp" as const, sport: PROBE_SOURCE_PORT, dport: probe.probePort, payload };
   const s = addressToString(src);
   const d = addressToString(probe.vip);
@@ -27,12 +33,20 @@ export function probePacket(src: IpAddress, probe: TunnelProbe): Uint8Array {
 
 /** Sends probes from the daemon's namespace; sources = the balancer's outer source addresses. */
 export class UdpTunnelProber implements TunnelProber {
-  private v4: Socket | undefined;
-  private v6: Socket | undefined;
+  private readonly fds = new Map<4 | 6, number>();
 
   constructor(private readonly sources: { v4?: IpAddress; v6?: IpAddress }) {}
 
-  async send(probe: TunnelProbe): Promise<void> {
+  send(probe: TunnelProbe): Promise<void> {
+    try {
+      this.sendNow(probe);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  private sendNow(probe: TunnelProbe): void {
     const src = probe.vip.family === AF_INET ? this.sources.v4 : this.sources.v6;
     if (src === undefined) {
       throw new LbError(
@@ -42,29 +56,33 @@ export class UdpTunnelProber implements TunnelProber {
       );
     }
     const packet = probePacket(src, probe);
-    const socket = this.socket(probe.backend.family === AF_INET ? "udp4" : "udp6");
-    await new Promise<void>((resolve, reject) => {
-      socket.send(packet, probe.encapPort, addressToString(probe.backend), (err) => {
-        if (err) reject(err);
-        else resolve();
-      });
-    });
+    const native = Native.get();
+    const v4 = probe.backend.family === AF_INET;
+    const fd = this.socket(native, v4 ? 4 : 6);
+    const addr = v4 ? probe.backend.bytes.subarray(0, 4) : probe.backend.bytes;
+    const ret = native.probeSend(fd, addr, probe.encapPort, packet);
+    if (ret >= 0) return;
+    const outer = packet.length + encapOverhead(probe.backend.family);
+    const why = errnoName(ret);
+    throw new Error(
+      `${outer}-byte probe to ${addressToString(probe.backend)}:${probe.encapPort}: ${why}${
+        why === "EMSGSIZE" ? " (larger than the MTU of the interface toward the backend)" : ""
+      }`,
+    );
   }
 
   close(): void {
-    this.v4?.close();
-    this.v6?.close();
-    this.v4 = this.v6 = undefined;
+    const native = this.fds.size > 0 ? Native.get() : undefined;
+    for (const fd of this.fds.values()) native?.close(fd);
+    this.fds.clear();
   }
 
-  private socket(type: "udp4" | "udp6"): Socket {
-    const existing = type === "udp4" ? this.v4 : this.v6;
-    if (existing) return existing;
-    const s = createSocket(type);
-    s.on("error", () => undefined); // send errors reach the send callback
-    s.unref();
-    if (type === "udp4") this.v4 = s;
-    else this.v6 = s;
-    return s;
+  private socket(native: Native, family: 4 | 6): number {
+    const existing = this.fds.get(family);
+    if (existing !== undefined) return existing;
+    const fd = native.probeSocket(family);
+    if (fd < 0) throw new LbError("LB_ERR_NATIVE", `tunnel probe socket (IPv${family}): ${errnoName(fd)}`);
+    this.fds.set(family, fd);
+    return fd;
   }
 }

@@ -2,6 +2,8 @@
 // agent: line framing, tokenizing, answers, and the challenge–response MACs. Pure: no I/O.
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 
+import { AF_INET } from "../lib/addr.js";
+
 export const PROTOCOL = "caplance-reg/1";
 export const DEFAULT_REGISTRATION_PORT = 7070;
 /** Longest line either side accepts, in bytes without the newline; longer closes the connection. */
@@ -10,8 +12,23 @@ export const MAX_LINE_BYTES = 1024;
 export const NONCE_BYTES = 16;
 /** MACs: HMAC-SHA256, 64 lowercase hex digits. */
 export const MAC_HEX_LENGTH = 64;
-/** The inner UDP payload of a tunnel probe: this prefix, a space, then the probe's nonce. */
+/** The inner UDP payload of a tunnel probe: this prefix, a space, the probe's nonce, then
+ * optionally a space and padding (spaces) up to the probe's size. Receivers take the first
+ * token after the prefix. */
 export const TUNNEL_PROBE_PREFIX = "CAPLANCE-TUNNEL";
+
+/** Outer IP + UDP header bytes the encapsulation adds (DESIGN.md wire format), by the outer
+ * (the backend's) address family: IPv4 28, IPv6 48. */
+export function encapOverhead(family: number): number {
+  return family === AF_INET ? 20 + 8 : 40 + 8;
+}
+
+/** The nonce of a tunnel probe's payload (the agent side), or undefined when it is not one. */
+export function probeNonce(payload: string): string | undefined {
+  if (!payload.startsWith(`${TUNNEL_PROBE_PREFIX} `)) return undefined;
+  const nonce = payload.slice(TUNNEL_PROBE_PREFIX.length + 1).split(" ", 1)[0] ?? "";
+  return /^[0-9a-f]{16,64}$/.test(nonce) ? nonce : undefined;
+}
 
 /** Stable error codes of `ERR <code> <reason>` answers. */
 export const REG_ERRORS = [

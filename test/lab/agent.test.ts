@@ -10,7 +10,8 @@ import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { Lab, run, uniquePrefix } from "../../src/lab/lab.js";
+import type { BackendInfo } from "../../src/api/protocol.js";
+import { Lab, run, uniquePrefix, type Exec } from "../../src/lab/lab.js";
 import { packageRoot } from "../../src/lib/paths.js";
 
 const lab = new Lab(uniquePrefix(), 3);
@@ -79,10 +80,10 @@ function agentOf(i: number): Agent {
   return found[1];
 }
 
-async function backends(): Promise<{ vip: string; address: string; name: string; state: string }[]> {
+async function backends(): Promise<BackendInfo[]> {
   const r = await lab.lbctl(["backend", "list", "--json"]);
   assert.equal(r.code, 0, r.stderr);
-  return JSON.parse(r.stdout) as { vip: string; address: string; name: string; state: string }[];
+  return JSON.parse(r.stdout) as BackendInfo[];
 }
 
 async function until(what: string, cond: () => Promise<boolean>, timeoutMs: number): Promise<number> {
@@ -123,6 +124,11 @@ test("three agents register (tunnel check passed); 1000 requests spread 1/3 ± 1
     async () => (await backends()).filter((b) => b.state === "active").length === 6,
     20_000,
   );
+  const listed = await backends();
+  for (const b of listed) {
+    assert.equal(b.source, "registered", `${b.vip} ${b.address}`);
+    assert.match(b.changeReason ?? "", /^registered by its agent \(198\.18\.0\.1[123]\)$/);
+  }
   const r = await lab.http("http://198.18.1.1/", 1000);
   assert.equal(r.failed, 0, `failures: ${r.errors.join("; ")}`);
   for (const name of ["b1", "b2", "b3"]) {
@@ -153,7 +159,9 @@ test("lbctl agent pause: no new connections, an open connection continues; resum
   assert.equal(paused.code, 0, paused.stderr);
   const list = await backends();
   assert.ok(
-    list.filter((b) => b.name === name).every((b) => b.state === "draining"),
+    list
+      .filter((b) => b.name === name)
+      .every((b) => b.state === "draining" && b.changeReason === "paused by its agent"),
     JSON.stringify(list),
   );
   const r = await lab.http("http://198.18.1.1/", 150);
@@ -174,15 +182,40 @@ test("lbctl agent pause: no new connections, an open connection continues; resum
   );
 });
 
-test("SIGTERM: drain with zero failed requests, deregister, exit 0, host settings restored", async () => {
+test("SIGTERM under a 10 req/s client: zero failed requests, deregister, exit 0, host settings restored", async () => {
   const b2 = agentOf(2);
-  const load = lab.http("http://198.18.1.1/", 1500, 4);
-  await new Promise((r) => setTimeout(r, 300));
+  // New connections at 10/s from 1 s before the signal until well after the agent exits.
+  const load = lab
+    .inNs("cl", process.execPath, [
+      join(packageRoot(), "dist/test/support/http-pace.js"),
+      "http://198.18.1.1/",
+      "10",
+      "6000",
+    ])
+    .then((r) => {
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout) as {
+        sent: number;
+        failed: number;
+        failures: unknown[];
+        ended: number;
+        byBackend: Record<string, number>;
+      };
+    });
+  await new Promise((r) => setTimeout(r, 1000));
+  const signalled = Date.now();
   b2.child.kill("SIGTERM");
   const code = await b2.exit;
+  const exited = Date.now();
   const r = await load;
   assert.equal(code, 0, b2.log);
-  assert.equal(r.failed, 0, `failed during graceful stop: ${r.errors.join("; ")}`);
+  assert.ok(r.ended - exited >= 1000, "the client ran on for a second after the agent exited");
+  assert.ok((r.byBackend["b2"] ?? 0) > 0, `b2 served before its stop: ${JSON.stringify(r.byBackend)}`);
+  assert.equal(r.failed, 0, `failed during graceful stop: ${JSON.stringify(r.failures)}`);
+  console.log(
+    `# agent: SIGTERM to exit ${exited - signalled} ms (drain, DEREGISTER, host restored); ` +
+      `client at 10 req/s: ${r.failed} of ${r.sent} requests failed`,
+  );
   assert.ok(
     (await backends()).every((b) => b.name !== "b2"),
     "b2 deregistered",
@@ -255,4 +288,70 @@ test("broken tunnel (no decap on the backend): REGISTER fails with ERR tunnel an
   a.child.kill("SIGTERM");
   assert.equal(await a.exit, 0);
   assert.ok((await backends()).every((b) => b.name !== "b2"));
+});
+
+test("path MTU below the balancer's: the full-size probe is lost, REGISTER fails with the MTU hint; fixed, it registers", async () => {
+  // b2's port on the lab switch gets a smaller MTU: the bridge drops larger frames on the way
+  // to b2, silently, as a link with a smaller MTU would; small packets still pass. The nft
+  // counters on the bridge see the probes pass by: full-size ones with DF, no fragments.
+  const sw = `${lab.prefix}-sw`;
+  const port = `${lab.prefix}xb2`;
+  const table = `${lab.prefix}_probe`;
+  const setMtu = (mtu: number): Promise<Exec> =>
+    run("ip", ["-n", sw, "link", "set", "dev", port, "mtu", String(mtu)]);
+  const rules = [
+    `add table bridge ${table}`,
+    `add chain bridge ${table} probes { type filter hook forward priority 0; policy accept; }`,
+    `add rule bridge ${table} probes ip daddr 198.18.0.12 udp dport 6080 ip length 1500 ip frag-off & 0x4000 != 0 counter comment "full_df"`,
+    `add rule bridge ${table} probes ip daddr 198.18.0.12 ip frag-off & 0x3fff != 0 counter comment "fragments"`,
+  ];
+  for (const rule of rules) {
+    const r = await run("ip", ["netns", "exec", sw, "nft", ...rule.split(" ")]);
+    assert.equal(r.code, 0, `nft ${rule}: ${r.stderr}`);
+  }
+  try {
+    assert.equal((await setMtu(1400)).code, 0);
+    const a = startAgent(2);
+    await until("MTU refusal", () => Promise.resolve(a.log.includes("ERR tunnel")), 15_000);
+    assert.match(a.log, /full-size one \(a 1500-byte outer packet with DF set/);
+    assert.match(a.log, /path MTU to the backend is below 1500/);
+    assert.doesNotMatch(a.log, /decap not attached/, "the small probe passed: not the generic hint");
+    assert.ok(
+      (await backends()).every((b) => b.name !== "b2"),
+      "nothing added while the path is too small",
+    );
+    assert.equal((await setMtu(1500)).code, 0);
+    await until(
+      "b2 registered once the path carries full-size packets",
+      async () => (await backends()).filter((b) => b.name === "b2" && b.state === "active").length === 2,
+      15_000,
+    );
+    const counters = (await run("ip", ["netns", "exec", sw, "nft", "list", "table", "bridge", table])).stdout;
+    const count = (comment: string): number =>
+      Number(new RegExp(`counter packets (\\d+) bytes \\d+ comment "${comment}"`).exec(counters)?.[1] ?? -1);
+    assert.ok(count("full_df") > 0, `full-size probes with DF crossed the switch:\n${counters}`);
+    assert.equal(count("fragments"), 0, `no fragments:\n${counters}`);
+    a.child.kill("SIGTERM");
+    assert.equal(await a.exit, 0, a.log);
+  } finally {
+    await setMtu(1500);
+    await run("ip", ["netns", "exec", sw, "nft", "delete", "table", "bridge", table]);
+  }
+});
+
+test("lbctl agent deregister: the backend leaves at once, the agent undoes the host and exits 0", async () => {
+  const b1 = agentOf(1);
+  assert.ok(
+    (await backends()).some((b) => b.name === "b1"),
+    "b1 registered",
+  );
+  const r = await run(process.execPath, [LBCTL, "agent", "deregister", "--socket", b1.socket]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await b1.exit, 0, b1.log);
+  assert.ok(
+    (await backends()).every((b) => b.name !== "b1"),
+    "b1 removed",
+  );
+  assert.doesNotMatch(await inNs(1, "ip", ["addr", "show", "dev", "lo"]), /198\.18\.1\.1/, "VIP removed");
+  assert.match(b1.log, /deregistered/);
 });

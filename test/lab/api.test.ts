@@ -190,14 +190,23 @@ test("POST /v1/backends with the token adds a backend lbctl lists and traffic re
     token: TOKEN,
   });
   assert.equal(added.status, 201, added.body);
-  assert.deepEqual(JSON.parse(added.body), {
-    vip: WEB,
-    address: "198.18.0.14",
-    port: 6080,
-    name: "b4",
-    weight: 1,
-    state: "active",
-  });
+  const { vip, address, port, name, weight, state, source, changeReason } = JSON.parse(added.body) as Record<
+    string,
+    unknown
+  >;
+  assert.deepEqual(
+    { vip, address, port, name, weight, state, source, changeReason },
+    {
+      vip: WEB,
+      address: "198.18.0.14",
+      port: 6080,
+      name: "b4",
+      weight: 1,
+      state: "active",
+      source: "static",
+      changeReason: "added at run time",
+    },
+  );
   const list = await lab.lbctl(["backend", "list", WEB, "--json"]);
   assert.equal(list.code, 0, list.stderr);
   const b4 = (JSON.parse(list.stdout) as { address: string; name: string; state: string }[]).find(

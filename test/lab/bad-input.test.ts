@@ -4,7 +4,7 @@
 // SIGKILLed daemon is cleaned up by `lbctl unload`, and SIGTERM removes everything.
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -212,6 +212,31 @@ test("--keep with --mode nfqueue is refused before anything is touched", async (
   const keep = await load(["--keep", "--mode", "nfqueue", "--config", GOOD_CONFIG, "--socket", lab.socket]);
   assertFailed(keep, "--keep", /--keep and --once need an XDP data plane/, /hint: /);
   await assertUntouched("--keep");
+});
+
+test("a registration secret readable by others, or a port without a secret: refused, nothing touched", async () => {
+  const secret = join(tmp, "secret");
+  writeFileSync(secret, "bad-input-secret-0123456789abcdef\n", { mode: 0o640 });
+  chmodSync(secret, 0o640); // writeFileSync's mode is filtered by the umask
+  const open = await load(["--config", GOOD_CONFIG, "--socket", lab.socket, "--secret-file", secret]);
+  assertFailed(
+    open,
+    "open secret",
+    /secret file .*secret has mode 0640: group and others must have no access/,
+    /hint: chmod 600/,
+  );
+  await assertUntouched("open secret");
+  const portOnly = await load([
+    "--config",
+    GOOD_CONFIG,
+    "--socket",
+    lab.socket,
+    "--registration-port",
+    "7070",
+  ]);
+  assert.equal(portOnly.code, 2, `--registration-port alone: usage error (stderr: ${portOnly.stderr})`);
+  assert.match(portOnly.stderr, /--registration-port needs --secret-file/);
+  await assertUntouched("port without secret");
 });
 
 test("a second load on the same interface is refused; the first daemon keeps serving", async () => {

@@ -263,9 +263,32 @@ const B1: BackendInfo = {
   weight: 1,
   state: "active",
 };
+/** With the details beyond the contract's fields (B1 and the second are a daemon without them). */
+const B3: BackendInfo = {
+  vip: "tcp/198.18.1.1:80",
+  address: "198.18.0.13",
+  port: 6080,
+  name: "b3",
+  weight: 1,
+  state: "down",
+  source: "registered",
+  health: {
+    kind: "http",
+    check: "http:80/healthz",
+    result: "refused",
+    detail: "connection refused",
+    passes: 0,
+    fails: 3,
+    lastCheckAt: "2026-01-02T03:04:05.678Z",
+  },
+  changedAt: "2026-01-02T03:04:05.678Z",
+  changeReason:
+    "down: http:80/healthz: 3 checks failed, last: connection refused, and more words past the width",
+};
 const BACKENDS: BackendInfo[] = [
   B1,
   { vip: "tcp/198.18.1.1:80", address: "2001:db8::12", port: 7000, name: "", weight: 2, state: "draining" },
+  B3,
 ];
 
 function stats(n: number): StatsResult {
@@ -378,8 +401,15 @@ describe("against a fake daemon", () => {
     assertExit(table, 0, "backend list");
     assert.deepEqual(daemon.last(), { cmd: "backend.list", id: 1 });
     const lines = table.stdout.trimEnd().split("\n");
-    assert.match(lines[0] ?? "", /^VIP\s+ADDRESS\s+PORT\s+NAME\s+WEIGHT\s+STATE$/);
-    assert.match(lines[2] ?? "", /2001:db8::12\s+7000\s+-\s+2\s+draining$/);
+    assert.match(
+      lines[0] ?? "",
+      /^VIP\s+ADDRESS\s+PORT\s+NAME\s+WEIGHT\s+STATE\s+SOURCE\s+HEALTH\s+CHANGED\s+REASON$/,
+    );
+    assert.match(lines[2] ?? "", /2001:db8::12\s+7000\s+-\s+2\s+draining\s+-\s+-\s+-\s+-$/);
+    assert.match(
+      lines[3] ?? "",
+      /198\.18\.0\.13\s+6080\s+b3\s+1\s+down\s+registered\s+http:80\/healthz refused 3x\s+2026-01-02T03:04:05Z\s+down: http:80\/healthz: 3 checks failed, last: connection \.\.\.$/,
+    );
   });
 
   test("an ok:false reply: exit 1 with the daemon's message and hint", async () => {

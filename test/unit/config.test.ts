@@ -137,7 +137,7 @@ void test("unknown backend key", () => {
     [
       [
         "4:33: vips[0].backends[0].wieght: ",
-        "unknown key (expected one of address, weight, name, encap_port)",
+        "unknown key (expected one of address, weight, name, encap_port, health)",
       ],
     ],
   );
@@ -438,15 +438,80 @@ void test("health errors: unknown key, ranges, port needed for UDP and port 0, h
       "    health: { path: /x, expect_status: 200 }",
     ),
     [
-      ["4:13: vips[0].health.type: ", 'expected one of tcp, http, got "icmp"'],
+      ["4:13: vips[0].health.type: ", 'expected one of tcp, http, https, none, got "icmp"'],
       ["5:7: vips[0].health.intervall_ms: ", "unknown key (expected one of type, port, path"],
       ["6:13: vips[0].health.fall: ", "expected an integer 1..100, got 0"],
       ["7:13: vips[0].health.path: ", 'expected an HTTP path starting with "/"'],
       ["9:13: vips[1].health: ", "port is required for a UDP VIP"],
       ["12:7: vips[2].health: ", "port is required for a port-0 VIP"],
       ["12:20: vips[2].health.interval_ms: ", "expected an integer 100..3600000, got 50"],
-      ["14:15: vips[3].health.path: ", "applies to type http only (type is tcp)"],
-      ["14:25: vips[3].health.expect_status: ", "applies to type http only"],
+      ["14:15: vips[3].health.path: ", "applies to types http and https only (type is tcp)"],
+      ["14:25: vips[3].health.expect_status: ", "applies to types http and https only"],
+    ],
+  );
+});
+
+void test("health per backend: its keys over the VIP's; alone without VIP checks; type none and https", () => {
+  const config = parseConfig(
+    yaml(
+      "vips:",
+      "  - vip: tcp/198.18.1.1:443",
+      "    health: { type: https, path: /healthz, interval_ms: 500 }",
+      "    backends:",
+      "      - address: 198.18.0.11",
+      "      - { address: 198.18.0.12, health: { port: 8443, fall: 5 } }",
+      "      - { address: 198.18.0.13, health: { type: none } }",
+      "  - vip: udp/198.18.1.2:53",
+      "    backends:",
+      "      - { address: '[2001:db8::11]:7000', health: { type: tcp, port: 53 } }",
+    ),
+    FILE,
+  );
+  const vip = config.health.get("tcp/198.18.1.1:443");
+  assert.deepEqual(vip, {
+    type: "https",
+    port: 443,
+    path: "/healthz",
+    expectStatus: 200,
+    intervalMs: 500,
+    timeoutMs: 1000,
+    rise: 2,
+    fall: 3,
+  });
+  assert.deepEqual(
+    [...config.healthOverrides.keys()],
+    ["tcp/198.18.1.1:443 198.18.0.12", "tcp/198.18.1.1:443 198.18.0.13", "udp/198.18.1.2:53 2001:db8::11"],
+  );
+  assert.deepEqual(config.healthOverrides.get("tcp/198.18.1.1:443 198.18.0.12"), {
+    ...vip,
+    port: 8443,
+    fall: 5,
+  });
+  assert.equal(config.healthOverrides.get("tcp/198.18.1.1:443 198.18.0.13")?.type, "none");
+  assert.equal(config.healthOverrides.get("udp/198.18.1.2:53 2001:db8::11")?.port, 53);
+  assert.equal(config.health.has("udp/198.18.1.2:53"), false, "the VIP itself has no checks");
+});
+
+void test("health per backend errors: a port for UDP, http-only keys on tcp and none, unknown keys", () => {
+  assertErrors(
+    yaml(
+      "vips:",
+      "  - vip: udp/198.18.1.2:53",
+      "    backends:",
+      "      - { address: 198.18.0.11, health: { type: http } }",
+      "      - { address: 198.18.0.12, health: { type: none } }",
+      "  - vip: tcp/198.18.1.1:80",
+      "    health: { type: tcp }",
+      "    backends:",
+      "      - { address: 198.18.0.11, health: { path: /x } }",
+      "      - { address: 198.18.0.12, health: { type: none, expect_status: 200 } }",
+      "      - { address: 198.18.0.13, health: { colour: blue } }",
+    ),
+    [
+      ["4:41: vips[0].backends[0].health: ", "port is required for a UDP VIP"],
+      ["9:43: vips[1].backends[0].health.path: ", "applies to types http and https only (type is tcp)"],
+      ["10:55: vips[1].backends[1].health.expect_status: ", "(type is none)"],
+      ["11:43: vips[1].backends[2].health.colour: ", "unknown key"],
     ],
   );
 });

@@ -3,7 +3,12 @@
 // write order); then the real TCP/HTTP probes against local servers.
 import assert from "node:assert/strict";
 import { once } from "node:events";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createServer, type AddressInfo } from "node:net";
 import { test } from "node:test";
 
@@ -296,6 +301,62 @@ test("HTTP probe: expected status, another status, and a server that never answe
   } finally {
     server.closeAllConnections();
     server.close();
+  }
+});
+
+test("HTTPS probe: a self-signed certificate is accepted (not verified); status checked; plain HTTP fails", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "caplance-https-"));
+  try {
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        join(dir, "key.pem"),
+        "-out",
+        join(dir, "cert.pem"),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=backend",
+      ],
+      { stdio: "ignore" },
+    );
+    const server = createHttpsServer(
+      { key: readFileSync(join(dir, "key.pem")), cert: readFileSync(join(dir, "cert.pem")) },
+      (req, res) => {
+        res.statusCode = req.url === "/healthz" ? 200 : 500;
+        res.end("x");
+      },
+    ).listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const port = (server.address() as AddressInfo).port;
+    try {
+      assert.deepEqual(await probeHttp("127.0.0.1", spec({ type: "https", port, path: "/healthz" })), {
+        result: "success",
+        detail: "ok",
+      });
+      assert.deepEqual(await probeHttp("127.0.0.1", spec({ type: "https", port, path: "/x" })), {
+        result: "bad_status",
+        detail: "status 500",
+      });
+      const plain = await probeHttp(
+        "127.0.0.1",
+        spec({ type: "http", port, path: "/healthz", timeoutMs: 500 }),
+      );
+      assert.notEqual(plain.result, "success", "an HTTP check against a TLS port fails");
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

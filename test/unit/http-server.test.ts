@@ -161,14 +161,18 @@ describe("with a token", () => {
       token: TOKEN,
     });
     assert.equal(add.status, 201, add.text);
-    assert.deepEqual(add.body, {
+    const { changedAt, ...body } = add.body as Record<string, unknown>;
+    assert.deepEqual(body, {
       vip: WEB,
       address: "198.18.0.11",
       port: 6080,
       name: "b1",
       weight: 3,
       state: "active",
+      source: "static",
+      changeReason: "added at run time",
     });
+    assert.ok(Math.abs(Date.parse(String(changedAt)) - Date.now()) < 5000, `changedAt ${String(changedAt)}`);
     t.hops.unreachable.add("198.18.0.99");
     const pending = await call("POST", "/v1/backends", {
       body: { vip: WEB, backend: "198.18.0.99:7000" },

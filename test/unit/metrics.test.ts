@@ -144,6 +144,7 @@ test("every documented family, with the counters' values, in valid text format",
     caplance_health_check_total: "counter",
     caplance_health_check_duration_seconds: "histogram",
     caplance_registration_events_total: "counter",
+    caplance_registration_connections: "gauge",
     caplance_build_info: "gauge",
   };
   for (const [family, type] of Object.entries(expectTypes)) {
@@ -319,4 +320,21 @@ test("registration events are counted by kind", async () => {
   const { samples } = parseExposition(await metrics.scrape());
   assert.equal(value(samples, 'caplance_registration_events_total{event="registered"}'), 2);
   assert.equal(value(samples, 'caplance_registration_events_total{event="rejected"}'), 1);
+});
+
+test("registration connections by stage, read from the server at scrape time", async () => {
+  const t = await populated();
+  const registration = new RegistrationMetrics();
+  const metrics = new CaplanceMetrics(t.context, { timings: t.timings, registration, processMetrics: false });
+  const before = parseExposition(await metrics.scrape()).samples;
+  assert.equal(value(before, 'caplance_registration_connections{stage="unauthenticated"}'), undefined);
+  let states = { unauthenticated: 7, authenticated: 1, registered: 3 };
+  registration.countConnections(() => states);
+  let { samples } = parseExposition(await metrics.scrape());
+  assert.equal(value(samples, 'caplance_registration_connections{stage="unauthenticated"}'), 7);
+  assert.equal(value(samples, 'caplance_registration_connections{stage="registered"}'), 3);
+  states = { unauthenticated: 0, authenticated: 0, registered: 2 };
+  ({ samples } = parseExposition(await metrics.scrape()));
+  assert.equal(value(samples, 'caplance_registration_connections{stage="unauthenticated"}'), 0);
+  assert.equal(value(samples, 'caplance_registration_connections{stage="registered"}'), 2);
 });

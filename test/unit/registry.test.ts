@@ -16,7 +16,14 @@ import {
   type TunnelProber,
 } from "../../src/registry/server.js";
 import { probePacket } from "../../src/registry/tunnel-probe.js";
-import { authMac, LineSplitter, macMatches, parseLine } from "../../src/registry/wire.js";
+import {
+  authMac,
+  encapOverhead,
+  LineSplitter,
+  macMatches,
+  parseLine,
+  probeNonce,
+} from "../../src/registry/wire.js";
 
 const SECRET = Buffer.from("0123456789abcdef0123456789abcdef");
 const WEB = "tcp/198.18.1.1:80";
@@ -30,13 +37,18 @@ class StaticNextHops implements NextHopSource {
   }
 }
 
-/** Delivers probes to whichever test client registered with that probe port (or drops them). */
+/** Delivers probes to whichever test client registered with that probe port (or drops them),
+ * through a "path" whose MTU drops larger outer packets, as a link with a smaller MTU does. */
 class LoopbackProber implements TunnelProber {
   readonly sent: TunnelProbe[] = [];
   readonly receivers = new Map<number, (nonce: string) => void>();
+  pathMtu = 1500;
   send(probe: TunnelProbe): Promise<void> {
     this.sent.push(probe);
-    this.receivers.get(probe.probePort)?.(probe.nonce);
+    const inner = probePacket(parseAddress("198.18.0.1"), probe); // IPv4 in IPv4 here
+    if (inner.length + 28 > this.pathMtu) return Promise.resolve();
+    const nonce = probeNonce(Buffer.from(inner.subarray(28)).toString("latin1"));
+    if (nonce !== undefined) this.receivers.get(probe.probePort)?.(nonce);
     return Promise.resolve();
   }
 }
@@ -47,12 +59,14 @@ after(async () => {
 });
 
 async function setup(opts: Partial<RegistryOptions> = {}): Promise<{
+  maps: BalancerMaps;
   rec: Reconciler;
   server: RegistrationServer;
   prober: LoopbackProber;
   port: number;
 }> {
-  const rec = new Reconciler(BalancerMaps.inMemory(), new StaticNextHops(), {
+  const maps = BalancerMaps.inMemory();
+  const rec = new Reconciler(maps, new StaticNextHops(), {
     maglevSize: 251,
     resolveWaitMs: 50,
   });
@@ -66,7 +80,7 @@ async function setup(opts: Partial<RegistryOptions> = {}): Promise<{
   });
   servers.push(server);
   const port = await server.listen(0, "127.0.0.1");
-  return { rec, server, prober, port };
+  return { maps, rec, server, prober, port };
 }
 
 /** A scripted agent: lines in, lines out, with a timeout per expected line. */
@@ -192,6 +206,55 @@ test("probe packet: inner IPv4/UDP to VIP:probe port carrying the nonce", () => 
   assert.deepEqual([...pkt.subarray(16, 20)], [198, 18, 1, 1]);
   assert.equal((pkt[22] ?? 0) * 256 + (pkt[23] ?? 0), 40000);
   assert.equal(Buffer.from(pkt.subarray(28)).toString(), "CAPLANCE-TUNNEL abcd");
+});
+
+test("full-size probe: padded so the outer packet is exactly outerBytes; the nonce still parses", () => {
+  const nonce = "0123456789abcdef0123456789abcdef";
+  const cases = [
+    { backend: "198.18.0.11", vip: "198.18.1.1", src: "198.18.0.1", outer: 1500, overhead: 28 },
+    { backend: "2001:db8::11", vip: "2001:db8:1::1", src: "2001:db8::1", outer: 1500, overhead: 48 },
+    { backend: "2001:db8::11", vip: "198.18.1.1", src: "198.18.0.1", outer: 1280, overhead: 48 },
+    { backend: "198.18.0.11", vip: "2001:db8:1::1", src: "2001:db8::1", outer: 9000, overhead: 28 },
+  ];
+  for (const c of cases) {
+    const backend = parseAddress(c.backend);
+    assert.equal(encapOverhead(backend.family), c.overhead);
+    const probe = { backend, encapPort: 6080, vip: parseAddress(c.vip), probePort: 40000, nonce };
+    const pkt = probePacket(parseAddress(c.src), { ...probe, outerBytes: c.outer });
+    assert.equal(pkt.length + c.overhead, c.outer, `${c.backend} / ${c.vip}`);
+    const inner = c.vip.includes(":") ? 48 : 28;
+    const payload = Buffer.from(pkt.subarray(inner)).toString("latin1");
+    assert.match(payload, /^CAPLANCE-TUNNEL [0-9a-f]{32} +$/);
+    assert.equal(probeNonce(payload), nonce);
+    // Smaller than the unpadded probe: no padding, never truncated.
+    assert.equal(probePacket(parseAddress(c.src), { ...probe, outerBytes: 10 }).length, inner + 48);
+  }
+  assert.equal(probeNonce("CAPLANCE-TUNNEL 0123456789abcdef"), "0123456789abcdef");
+  assert.equal(probeNonce("CAPLANCE-TUNNEL xyz " + " ".repeat(100)), undefined);
+  assert.equal(probeNonce("CAPLANCE-TUNNELS 0123456789abcdef"), undefined);
+});
+
+test("tunnel check with probeMtu: a path that drops full-size probes fails with the MTU hint", async () => {
+  const env = await setup({ probeMtu: 1500 });
+  const peer = await Peer.open(env.port);
+  await peer.auth();
+  env.prober.pathMtu = 1400;
+  const answer = await register(env, peer, 40030);
+  assert.match(
+    answer ?? "",
+    /^ERR tunnel small probes through the tunnel to 198\.18\.0\.11:6080 came back but the full-size one \(a 1500-byte outer packet with DF set/,
+  );
+  assert.match(answer ?? "", /path MTU to the backend is below 1500/);
+  assert.match(answer ?? "", /advmss/);
+  assert.match(answer ?? "", /minus 28 bytes/);
+  assert.doesNotMatch(answer ?? "", /decap not attached/, "not the generic hint: the small probe passed");
+  assert.deepEqual(state(env.rec), []);
+  const sizes = new Set(env.prober.sent.map((p) => p.outerBytes ?? 0));
+  assert.deepEqual([...sizes].sort(), [0, 1500], "a small and a full-size probe");
+  env.prober.pathMtu = 1500;
+  assert.match((await register(env, peer, 40031)) ?? "", /^OK registered/, "the full path passes");
+  assert.deepEqual(state(env.rec), ["198.18.0.11 b1 w2 active"]);
+  peer.close();
 });
 
 test("register after auth: tunnel check, then in the table; pause, resume, health, deregister", async () => {
@@ -334,6 +397,25 @@ test("limits: allow-list, connection cap, register timeout", async () => {
   b.close();
 });
 
+test("limits: unauthenticated connections per source address; authenticated ones do not count", async () => {
+  const events: string[] = [];
+  const env = await setup({ maxUnauthenticatedPerPeer: 2, onEvent: (e) => events.push(e) });
+  const a = await Peer.open(env.port);
+  const b = await Peer.open(env.port);
+  await b.next();
+  const c = await Peer.open(env.port);
+  assert.match(
+    (await c.next()) ?? "",
+    /^ERR busy 2 connections from this address have not authenticated yet/,
+  );
+  assert.equal(await c.next(), undefined, "closed after the answer");
+  assert.deepEqual(events, ["rejected"], "a refused connection is a rejection too");
+  assert.match((await a.auth()).answer ?? "", /^OK auth/);
+  const d = await Peer.open(env.port);
+  assert.match((await d.next()) ?? "", /^HELLO /, "a's slot freed by its AUTH");
+  for (const p of [a, b, d]) p.close();
+});
+
 test("read timeout removes a silent backend; HEALTH keeps it; a dropped connection can re-register", async () => {
   const env = await setup({ readTimeoutMs: 400 });
   const peer = await Peer.open(env.port);
@@ -379,4 +461,87 @@ test("capacity per VIP and a connection only changes its own backend", async () 
   assert.deepEqual(state(env.rec), ["198.18.0.11 b1 w2 active"]);
   one.close();
   two.close();
+});
+
+test("after a restart (restored tables): agents re-register their backends; the silent one is removed", async () => {
+  const env = await setup();
+  for (const [port, addr] of [
+    [40040, "198.18.0.11"],
+    [40041, "198.18.0.12"],
+  ] as const) {
+    const p = await Peer.open(env.port);
+    await p.auth();
+    env.prober.receivers.set(port, (n) => {
+      p.send(`TUNNEL ${n}`);
+    });
+    assert.match(
+      (await p.ask(`REGISTER vip=${WEB} address=${addr} weight=2 name=b${addr.slice(-1)} probe=${port}`)) ??
+        "",
+      /^OK registered/,
+    );
+    p.close();
+  }
+  const before = env.rec.listBackends().map((b) => `${b.address} ${b.index} ${b.source}`);
+  // A new daemon takes the same maps over (hitless restart) and listens again.
+  const rec = new Reconciler(env.maps, new StaticNextHops(), { maglevSize: 251, resolveWaitMs: 50 });
+  rec.restore(env.rec.snapshot());
+  const prober = new LoopbackProber();
+  const server = new RegistrationServer(rec, prober, {
+    secret: SECRET,
+    tunnelTimeoutMs: 300,
+    tunnelResendMs: 50,
+    readTimeoutMs: 500,
+  });
+  servers.push(server);
+  const port = await server.listen(0, "127.0.0.1");
+  assert.deepEqual(
+    rec.listBackends().map((b) => `${b.address} ${b.index} ${b.source}`),
+    before,
+    "restored as registered",
+  );
+  const again = await Peer.open(port);
+  await again.auth();
+  const t0 = Date.now();
+  assert.match((await register({ prober }, again, 40042)) ?? "", /^OK registered name=b1/, "not ERR exists");
+  assert.deepEqual(
+    rec.listBackends().map((b) => `${b.address} ${b.index} ${b.state}`),
+    ["198.18.0.11 0 active", "198.18.0.12 1 active"],
+    "adopted in place: same indices (its flows stay)",
+  );
+  // b2's agent never comes back: removed after the read timeout; b1 heartbeats.
+  while (Date.now() - t0 < 1500 && rec.listBackends().length > 1) {
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await again.ask("HEALTH"), "OK health");
+  }
+  assert.deepEqual(
+    rec.listBackends().map((b) => b.address),
+    ["198.18.0.11"],
+  );
+  again.close();
+});
+
+test("during its tunnel check a REGISTER is listed as registering (pending), then gone", async () => {
+  const env = await setup();
+  const peer = await Peer.open(env.port);
+  await peer.auth();
+  peer.send(`REGISTER vip=${WEB} address=198.18.0.15 name=b5 weight=3 probe=40050`); // nobody answers the probe
+  await new Promise((r) => setTimeout(r, 100));
+  const [pending, ...rest] = env.server.registering();
+  assert.deepEqual(rest, []);
+  assert.deepEqual(
+    { ...pending, since: typeof pending?.since },
+    {
+      vip: WEB,
+      address: "198.18.0.15",
+      port: 6080,
+      name: "b5",
+      weight: 3,
+      since: "number",
+      reason: "registering: tunnel check in progress (127.0.0.1)",
+    },
+  );
+  assert.match((await peer.next()) ?? "", /^ERR tunnel/);
+  assert.deepEqual(env.server.registering(), []);
+  assert.deepEqual(state(env.rec), []);
+  peer.close();
 });

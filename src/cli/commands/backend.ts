@@ -1,7 +1,7 @@
 // `lbctl backend add | remove | drain | resume | list`: a VIP's backends, identified by address.
 import type { Command } from "commander";
 
-import type { BackendInfo } from "../../api/protocol.js";
+import type { BackendHealth, BackendInfo } from "../../api/protocol.js";
 import { addSocketOption, out, printJson, requestOnce, type SocketOpts } from "../context.js";
 import { canonicalBackend, canonicalVip, MAX_WEIGHT, parseBackendName, parseWeight } from "../parse.js";
 import { asBackendInfo, asBackendList } from "../results.js";
@@ -14,6 +14,24 @@ interface AddOpts extends SocketOpts {
 
 interface ListOpts extends SocketOpts {
   json?: boolean;
+}
+
+/** "http:80/ ok 12x", "tcp:80 refused 3x" (the latest result, how many in a row), "-" unchecked. */
+function healthCell(h: BackendHealth | undefined): string {
+  if (!h || h.kind === "none" || h.check === null) return "-";
+  if (h.result === null) return `${h.check} (not probed yet)`;
+  const inRow = h.result === "success" ? h.passes : h.fails;
+  return `${h.check} ${h.result === "success" ? "ok" : h.result} ${inRow}x`;
+}
+
+const REASON_WIDTH = 60;
+
+/** "2025-11-23T15:13:02Z": the ISO time to the second. */
+const changedCell = (iso: string | undefined): string => iso?.replace(/\.\d+Z$/, "Z") ?? "-";
+
+function reasonCell(reason: string | undefined): string {
+  if (reason === undefined) return "-";
+  return reason.length <= REASON_WIDTH ? reason : `${reason.slice(0, REASON_WIDTH - 3)}...`;
 }
 
 function describe(b: BackendInfo): string {
@@ -96,6 +114,10 @@ export function register(program: Command): void {
       b.name === "" ? "-" : b.name,
       String(b.weight),
       b.state,
+      b.source ?? "-",
+      healthCell(b.health),
+      changedCell(b.changedAt),
+      reasonCell(b.changeReason),
     ]);
     const cols = [
       { title: "VIP" },
@@ -104,6 +126,10 @@ export function register(program: Command): void {
       { title: "NAME" },
       { title: "WEIGHT", align: "right" },
       { title: "STATE" },
+      { title: "SOURCE" },
+      { title: "HEALTH" },
+      { title: "CHANGED" },
+      { title: "REASON" },
     ] as const;
     out(formatTable(cols, rows));
   });
