@@ -1,5 +1,5 @@
-// The active health checker: probes every backend (static or registered) of each VIP that has
-// checks configured (or that has checks of its own), on its own address, every interval; `fall`
+// The active health checker: probes every backend (static or registered) of each VIP, with its
+// configured checks or the default (TCP connect on a TCP VIP's port), on its own address; `fall`
 // failures in a row take it down, `rise` successes bring it back, through the reconciler like any
 // other change. It keeps each backend's latest result for `lbctl backend list`.
 import type { Logger } from "pino";
@@ -8,7 +8,7 @@ import type { Reconciler } from "../core/reconciler.js";
 import { parseVip } from "../core/vip-syntax.js";
 import { parseAddress } from "../lib/addr.js";
 import { probeBackend, type Probe, type ProbeResult, type ProbeResultName } from "./probe.js";
-import { describeCheck, type HealthCheckSpec, type HealthType } from "./spec.js";
+import { defaultCheck, describeCheck, type HealthCheckSpec, type HealthType } from "./spec.js";
 
 /** What the checker needs of the reconciler (an interface, so tests can fake it). */
 export type HealthTarget = Pick<Reconciler, "listBackends" | "setHealth">;
@@ -79,6 +79,8 @@ export class HealthChecker {
   private specs: ReadonlyMap<string, HealthCheckSpec> = new Map();
   /** Per-backend checks, keyed "VIP ADDR": they replace the VIP's for that backend. */
   private overrides: ReadonlyMap<string, HealthCheckSpec> = new Map();
+  /** defaultCheck() by VIP text, for VIPs without configured checks (null: none applies). */
+  private readonly defaults = new Map<string, HealthCheckSpec | null>();
   private readonly tracked = new Map<string, Tracked>();
   /** The same entries keyed "VIP ADDR" (detail() without a scan). */
   private readonly byBackend = new Map<string, Tracked>();
@@ -129,7 +131,15 @@ export class HealthChecker {
   }
 
   private specFor(vip: string, address: string): HealthCheckSpec | undefined {
-    return this.overrides.get(`${vip} ${address}`) ?? this.specs.get(vip);
+    const configured = this.overrides.get(`${vip} ${address}`) ?? this.specs.get(vip);
+    if (configured) return configured;
+    let ref = this.defaults.get(vip);
+    if (ref === undefined) {
+      const v = parseVip(vip);
+      ref = defaultCheck(v.proto, v.port) ?? null;
+      this.defaults.set(vip, ref);
+    }
+    return ref ?? undefined;
   }
 
   start(): void {

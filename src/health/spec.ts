@@ -42,6 +42,25 @@ export interface HealthCheckSpec {
   readonly fall: number;
 }
 
+/**
+ * The check of a VIP with no `health` of its own (config or `lbctl vip add`): a TCP connect to
+ * each backend's address on the VIP's port for a TCP VIP with a port; none for UDP and port-0
+ * VIPs, where no port or protocol can be guessed. `health: { type: none }` turns it off.
+ */
+export function defaultCheck(proto: "tcp" | "udp", port: number): HealthCheckSpec | undefined {
+  if (proto !== "tcp" || port === 0) return undefined;
+  return {
+    type: "tcp",
+    port,
+    path: HEALTH_DEFAULTS.path,
+    expectStatus: HEALTH_DEFAULTS.expectStatus,
+    intervalMs: HEALTH_DEFAULTS.intervalMs,
+    timeoutMs: HEALTH_DEFAULTS.timeoutMs,
+    rise: HEALTH_DEFAULTS.rise,
+    fall: HEALTH_DEFAULTS.fall,
+  };
+}
+
 /** "tcp:80", "http:80/healthz", "https:443/" or "none": how a check names itself in logs. */
 export function describeCheck(spec: HealthCheckSpec): string {
   if (spec.type === "none") return "none";

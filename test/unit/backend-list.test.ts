@@ -92,9 +92,10 @@ test("contract fields first and unchanged; source, health and last change after 
   assert.equal(b1.changeReason, "added from the config file");
   assert.match(b1.changedAt ?? "", /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   assert.ok(Date.parse(b1.changedAt ?? "") >= t0 - 5 && Date.parse(b1.changedAt ?? "") <= Date.now());
+  // No configured checks: a TCP VIP with a port gets the default TCP connect on its port.
   assert.deepEqual(b1.health, {
-    kind: "none",
-    check: null,
+    kind: "tcp",
+    check: "tcp:80",
     result: null,
     detail: null,
     passes: 0,

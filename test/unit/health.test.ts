@@ -209,17 +209,40 @@ test("a verdict about a removed backend is dropped without error", async () => {
   assert.equal(view.state, "active");
 });
 
-test("VIPs without checks are not probed; removing a VIP's checks brings its down backends back", async () => {
+test("type none: not probed, and turning checks off brings a VIP's down backends back", async () => {
   const t = await setup();
   t.failing.add("198.18.0.11");
   for (let i = 0; i < 3; i++) await t.round();
   assert.equal(t.state("198.18.0.11"), "down");
-  t.checker.configure(new Map());
+  t.checker.configure(new Map([[WEB, { ...SPEC, type: "none" }]]));
   const before = t.probed.length;
   await t.round();
-  assert.equal(t.probed.length, before, "no probes without checks");
+  assert.equal(t.probed.length, before, "no probes with type none");
   assert.equal(t.state("198.18.0.11"), "active");
   assert.deepEqual(members(t.maps), [0, 1, 2]);
+});
+
+test("without configured checks: a TCP VIP with a port gets a TCP connect on it; UDP and port 0 none", async () => {
+  const t = await setup(new Map());
+  const specs: HealthCheckSpec[] = [];
+  const checker = new HealthChecker(t.rec, {
+    probe: (_address, spec): Promise<ProbeResult> => {
+      specs.push(spec);
+      return Promise.resolve({ result: "success", detail: "ok" });
+    },
+  });
+  const dns: VipRef = { proto: "udp", address: parseAddress("198.18.1.2"), port: 53 };
+  const any: VipRef = { proto: "tcp", address: parseAddress("198.18.1.3"), port: 0 };
+  for (const v of [dns, any]) {
+    await t.rec.addVip(v, "5tuple");
+    await t.rec.addBackend(v, { address: parseAddress("198.18.0.14"), encapPort: 6080, weight: 1 });
+  }
+  checker.tick();
+  await checker.idle();
+  assert.equal(specs.length, 3, "the three backends of the TCP VIP with a port, nothing else");
+  for (const s of specs) assert.deepEqual(s, { ...HEALTH_DEFAULTS, port: 80 });
+  assert.equal(checker.detail("udp/198.18.1.2:53", "198.18.0.14").kind, "none");
+  assert.equal(checker.detail("tcp/198.18.1.3:0", "198.18.0.14").kind, "none");
 });
 
 test("probes run on the interval, at most `concurrency` at once", async () => {
