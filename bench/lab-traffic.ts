@@ -6,8 +6,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { packageRoot } from "../src/lib/paths.js";
+import { spawnReady } from "./spawn-ready.js";
 
 export const UDP_BLAST = join(packageRoot(), "build", "Release", "udp_blast");
 export const UDP_PING = join(packageRoot(), "build", "Release", "udp_ping");
@@ -109,30 +109,11 @@ export class Echo {
   static async start(netns: string, address: string, port: number, seconds: number): Promise<Echo> {
     const args = ["echo", "--bind", address, "--port", String(port), "--seconds", String(seconds)];
     // nsenter (network namespace only) execs the program: the child's pid is the server's.
-    const child = spawn("nsenter", [`--net=${netns}`, UDP_PING, ...args], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let err = "";
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    const ready = await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => {
-        resolve(false);
-      }, 5000);
-      createInterface({ input: child.stdout }).on("line", (line) => {
-        if (line === "ready") {
-          clearTimeout(timer);
-          resolve(true);
-        }
-      });
-      child.once("exit", () => {
-        clearTimeout(timer);
-        resolve(false);
-      });
-    });
-    if (!ready) {
-      child.kill("SIGKILL");
-      throw new Error(`udp_ping echo on ${address}:${port} in ${netns} did not start: ${err.trim()}`);
-    }
+    const child = await spawnReady(
+      "nsenter",
+      [`--net=${netns}`, UDP_PING, ...args],
+      `udp_ping echo on ${address}:${port} in ${netns}`,
+    );
     return new Echo(child);
   }
 

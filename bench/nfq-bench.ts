@@ -4,11 +4,10 @@
 // forwarding the same datagrams (kernel_forward_pps), and the round-trip time the NFQUEUE path
 // adds over kernel forwarding. Rounds interleave the three so drift and other work on the
 // machine hit them alike.
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { availableParallelism } from "node:os";
 import { closeSync, existsSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { nfqWorkerPath } from "../src/dataplane/nfq-worker.js";
 import { Lab, run, uniquePrefix } from "../src/lab/lab.js";
 import {
@@ -33,6 +32,7 @@ import {
   type BlastResult,
   type PingResult,
 } from "./lab-traffic.js";
+import { spawnReady } from "./spawn-ready.js";
 
 export interface NfqFigures {
   /** VIP datagrams balanced by the worker, counted at the backends, per second. The best of the
@@ -341,31 +341,9 @@ function queuedPackets(statsPath: string, threads: number): number {
 /** Starts `caplance-nfq --floor` in the balancer's namespace; resolves once its queues are bound. */
 async function startFloor(lab: Lab, q: QueueRange, statsPath: string): Promise<ChildProcess> {
   const args = ["--floor", "--queues", `${q.first}:${q.count}`, "--stats", statsPath];
-  const child = spawn("nsenter", [`--net=${lab.ns("lb")}`, nfqWorkerPath(), ...args], {
-    stdio: ["pipe", "pipe", "pipe"],
+  return spawnReady("nsenter", [`--net=${lab.ns("lb")}`, nfqWorkerPath(), ...args], "caplance-nfq --floor", {
+    stdin: "pipe",
   });
-  let err = "";
-  child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-  const ready = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => {
-      resolve(false);
-    }, 5000);
-    createInterface({ input: child.stdout }).on("line", (l) => {
-      if (l.startsWith("ready")) {
-        clearTimeout(timer);
-        resolve(true);
-      }
-    });
-    child.once("exit", () => {
-      clearTimeout(timer);
-      resolve(false);
-    });
-  });
-  if (!ready) {
-    child.kill("SIGKILL");
-    throw new Error(`caplance-nfq --floor did not start: ${err.trim()}`);
-  }
-  return child;
 }
 
 /** nfq_floor_pps: the daemon's rules restored verbatim, its queue numbers, caplance-nfq --floor. */

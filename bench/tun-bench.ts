@@ -5,16 +5,16 @@
 // received packets. Same socket, same device, same CPU for both; rounds interleave them. On
 // two CPUs the generator, not the receiver, sets the packet rate, so the comparison that
 // means something is per second of the receiver's CPU time: tun_decap_ratio.
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 
 import { tunDecapPath } from "../src/dataplane/tun-decap.js";
 import { tunDeviceName } from "../src/dataplane/tun-device.js";
 import { Lab, uniquePrefix } from "../src/lab/lab.js";
 import { packageRoot } from "../src/lib/paths.js";
 import { buildIpPacket } from "../src/model/packet-builder.js";
+import { spawnReady } from "./spawn-ready.js";
 
 export interface TunFigures {
   /** Inner packets caplance-tun wrote into the TUN device per second (median of rounds). */
@@ -72,31 +72,11 @@ function cpuNs(pid: number): number {
 /** Starts a receiver in the backend's namespace on RECEIVER_CPU; resolves once it is ready. */
 async function startReceiver(lab: Lab, argv: string[]): Promise<ChildProcess> {
   // nsenter and taskset exec: the child's pid is the receiver's.
-  const child = spawn("nsenter", [`--net=${lab.ns("b1")}`, "taskset", "-c", String(RECEIVER_CPU), ...argv], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let err = "";
-  child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-  const ready = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => {
-      resolve(false);
-    }, 5000);
-    createInterface({ input: child.stdout }).on("line", (line) => {
-      if (line.startsWith("ready")) {
-        clearTimeout(timer);
-        resolve(true);
-      }
-    });
-    child.once("exit", () => {
-      clearTimeout(timer);
-      resolve(false);
-    });
-  });
-  if (!ready) {
-    child.kill("SIGKILL");
-    throw new Error(`${argv[0] ?? "receiver"} did not start: ${err.trim()}`);
-  }
-  return child;
+  return spawnReady(
+    "nsenter",
+    [`--net=${lab.ns("b1")}`, "taskset", "-c", String(RECEIVER_CPU), ...argv],
+    argv[0] ?? "receiver",
+  );
 }
 
 async function stopReceiver(child: ChildProcess): Promise<void> {

@@ -34,7 +34,8 @@ export interface AgentStatus {
   decapCounters: Record<string, unknown> | null;
 }
 
-/** Established TCP connections whose local end is one of the VIPs (port-matched unless 0). */
+/** TCP connections (established or in the handshake) whose local end is one of the VIPs
+ * (port-matched unless 0), from `ss -Htn` output. */
 export function countEstablished(
   ssOutput: string,
   vips: readonly { address: string; port: number }[],
@@ -42,7 +43,8 @@ export function countEstablished(
   let n = 0;
   for (const line of ssOutput.split("\n")) {
     const cols = line.trim().split(/\s+/);
-    const local = cols.length >= 4 ? cols[2] : undefined;
+    // Local address is second to last, with or without ss's State column (several states).
+    const local = cols.length >= 4 ? cols[cols.length - 2] : undefined;
     if (local === undefined) continue;
     const colon = local.lastIndexOf(":");
     let host = local.slice(0, colon).replace(/^\[|\]$/g, "");
@@ -55,10 +57,16 @@ export function countEstablished(
 
 function ss(): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile("ss", ["-Htn", "state", "established"], { encoding: "utf8", timeout: 5000 }, (err, out) => {
-      if (err) reject(new Error(`ss failed: ${err.message}`));
-      else resolve(out);
-    });
+    // A connection still in its handshake (SYN-RECV) is one a DEREGISTER now would cut.
+    execFile(
+      "ss",
+      ["-Htn", "state", "established", "state", "syn-recv"],
+      { encoding: "utf8", timeout: 5000 },
+      (err, out) => {
+        if (err) reject(new Error(`ss failed: ${err.message}`));
+        else resolve(out);
+      },
+    );
   });
 }
 

@@ -90,8 +90,9 @@ const DEFAULTS = {
 
 const TUNNEL_HINT =
   "likely causes: decap not attached on the backend's interface (lbctl agent does it), rp_filter 1 " +
-  "on the backend (needs 0 or 2 on all and the interface), the VIP not on the backend's lo, or a " +
-  "firewall dropping UDP to the encap port";
+  "on the backend (needs 0 or 2 on all and the interface), the VIP not on the backend's lo, a " +
+  "firewall dropping UDP to the encap port, or with --decap tun a TUN device without an IPv4 " +
+  "address (the kernel drops IPv4 on an unnumbered device unless its rp_filter is 0)";
 
 /** A registered backend: one address, one or more VIPs. Outlives its connection until the read
  * timeout, so an agent whose connection dropped can re-register without losing its flows. */

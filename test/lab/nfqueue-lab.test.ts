@@ -10,10 +10,15 @@ import type { NfqueueStats } from "../../src/api/protocol.js";
 import { packageRoot } from "../../src/lib/paths.js";
 import { Lab, uniquePrefix } from "../../src/lab/lab.js";
 import { assertSpread, lbctlOk as lbctlOkIn } from "../support/lab-assert.js";
+import {
+  drainKeepsConnection,
+  ipv6Spread,
+  removeMovesOnlyItsFlows,
+  udpSpread,
+} from "../support/lab-scenarios.js";
 
 const lab = new Lab(uniquePrefix(), 4);
 const CONFIG = join(packageRoot(), "confs", "simple_1.yaml");
-const NAME_PORT = 8080;
 
 const lbctlOk = (args: string[]): Promise<string> => lbctlOkIn(lab, args);
 
@@ -106,62 +111,14 @@ test("1000 HTTP requests over 3 backends: all succeed, 1/3 ± 15% each, counters
   assert.equal(stats.counters.tx ?? 0, vipPackets, "every VIP packet encapsulated and sent");
 });
 
-test("IPv6 VIP over IPv6 backends", async () => {
-  await lbctlOk(["vip", "add", "tcp/[2001:db8:1::1]:80"]);
-  for (const i of [1, 2, 3])
-    await lbctlOk(["backend", "add", "tcp/[2001:db8:1::1]:80", `2001:db8::1${i}`, "--name", `b${i}`]);
-  const r = await lab.http("http://[2001:db8:1::1]/", 1000);
-  assert.equal(r.failed, 0, `failures: ${r.errors.join("; ")}`);
-  assertSpread(r.byBackend, { b1: 1, b2: 1, b3: 1 }, "IPv6 spread");
-  await lbctlOk(["vip", "remove", "tcp/[2001:db8:1::1]:80"]);
-});
+test("IPv6 VIP over IPv6 backends", () => ipv6Spread(lab));
 
-test("UDP VIP: answers from the VIP, spread over backends", async () => {
-  await lbctlOk(["vip", "add", "udp/198.18.1.2:53"]);
-  for (const i of [1, 2, 3]) await lbctlOk(["backend", "add", "udp/198.18.1.2:53", `198.18.0.1${i}`]);
-  const r = await lab.udp("198.18.1.2", 53, 1500);
-  assert.equal(r.failed, 0);
-  assertSpread(r.byBackend, { b1: 1, b2: 1, b3: 1 }, "UDP spread");
-  await lbctlOk(["vip", "remove", "udp/198.18.1.2:53"]);
-});
+test("UDP VIP: answers from the VIP, spread over backends", () => udpSpread(lab));
 
-test("drain keeps a long-lived connection; new connections avoid the drained backend", async () => {
-  const vip = `tcp/198.18.1.1:${NAME_PORT}`;
-  await lbctlOk(["vip", "add", vip]);
-  for (const i of [1, 2, 3]) await lbctlOk(["backend", "add", vip, `198.18.0.1${i}`]);
-  const session = lab.session("198.18.1.1", NAME_PORT);
-  const name = await session.ask();
-  assert.ok(name, "long-lived connection answered");
-  const address = `198.18.0.1${name.slice(1)}`;
-  await lbctlOk(["backend", "drain", vip, address]);
-  const fresh = Array.from({ length: 15 }, () => lab.session("198.18.1.1", NAME_PORT));
-  const names = await Promise.all(fresh.map((s) => s.ask()));
-  assert.ok(
-    names.every((n) => n !== undefined && n !== name),
-    `new connections avoid ${name}: ${names.join(",")}`,
-  );
-  for (let i = 0; i < 5; i++) assert.equal(await session.ask(), name, "long-lived connection stays");
-  for (const s of [session, ...fresh]) s.close();
-  await lbctlOk(["vip", "remove", vip]);
-});
+test("drain keeps a long-lived connection; new connections avoid the drained backend", () =>
+  drainKeepsConnection(lab));
 
-test("remove moves only the removed backend's flows", async () => {
-  const vip = `tcp/198.18.1.1:${NAME_PORT}`;
-  await lbctlOk(["vip", "add", vip]);
-  for (const i of [1, 2, 3]) await lbctlOk(["backend", "add", vip, `198.18.0.1${i}`]);
-  const sessions = Array.from({ length: 12 }, () => lab.session("198.18.1.1", NAME_PORT));
-  const first = await Promise.all(sessions.map((s) => s.ask()));
-  const victim = first.find((n) => n !== undefined);
-  assert.ok(victim, "sessions answered");
-  await lbctlOk(["backend", "remove", vip, `198.18.0.1${victim.slice(1)}`]);
-  const second = await Promise.all(sessions.map((s) => s.ask()));
-  sessions.forEach((_, i) => {
-    if (first[i] !== victim) assert.equal(second[i], first[i], `session ${i} untouched`);
-    else assert.notEqual(second[i], victim, `session ${i} left removed ${victim}`);
-  });
-  for (const s of sessions) s.close();
-  await lbctlOk(["vip", "remove", vip]);
-});
+test("remove moves only the removed backend's flows", () => removeMovesOnlyItsFlows(lab));
 
 async function workerPid(): Promise<number> {
   const daemonPid = (await status()).pid;

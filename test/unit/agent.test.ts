@@ -60,4 +60,11 @@ test("drain: established connections counted by VIP and port, mapped IPv4 includ
   assert.equal(countEstablished(out, [{ address: "198.18.1.1", port: 0 }]), 3);
   assert.equal(countEstablished(out, [{ address: "2001:db8:1::1", port: 80 }]), 1);
   assert.equal(countEstablished("", [{ address: "198.18.1.1", port: 80 }]), 0);
+  // Several states (established, syn-recv): ss adds a State column in front.
+  const withState = [
+    "ESTAB    0      0      198.18.1.1:80        198.18.0.2:40000",
+    "SYN-RECV 0      0      198.18.1.1:80        198.18.0.2:40005",
+    "ESTAB    0      0      198.18.0.11:80       198.18.0.2:40003",
+  ].join("\n");
+  assert.equal(countEstablished(withState, [{ address: "198.18.1.1", port: 80 }]), 2);
 });
