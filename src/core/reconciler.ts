@@ -152,6 +152,9 @@ function sameNextHop(a: NextHop | undefined, b: NextHop | undefined): boolean {
   );
 }
 
+/** Next-hop lookups that adds start before taking the queue, at most this many at once. */
+const EARLY_LOOKUPS = 16;
+
 export class Reconciler {
   private readonly vips = new Map<string, VipRuntime>();
   private readonly vipIds = new LowestFreeAllocator(LB_MAX_VIPS);
@@ -163,6 +166,13 @@ export class Reconciler {
   private batch: Batch | undefined;
   /** During applyConfig: next hops looked up concurrently before the batch took the queue. */
   private prefetched: Map<string, Promise<NextHop | undefined>> | undefined;
+  /** Group commit of `backend add`: VIPs whose table still lacks a backend just added (its entry
+   * is written), swapped in by one queued flush shared by every add queued before it, so a burst
+   * of N adds (agents registering, a script) costs one table swap per VIP instead of N. */
+  private readonly lateTables = new Set<VipRuntime>();
+  private lateFlush: Promise<void> | undefined;
+  private lookupsInFlight = 0;
+  private readonly lookupWaiters: (() => void)[] = [];
 
   constructor(
     private readonly maps: BalancerMaps,
@@ -336,7 +346,12 @@ export class Reconciler {
     origin: Origin = "runtime",
     reason?: string,
   ): Promise<{ backend: BackendView; warning?: string }> {
-    return this.change("backend.add", async () => {
+    // Inside applyConfig (the queue already held) its batch defers the table and prefetched the
+    // next hop. On its own, the lookup (a few `ip` children) starts before taking the queue, so a
+    // burst of adds resolves in parallel, and the table goes in with the burst's group commit.
+    const nested = this.holder.getStore() === true;
+    const early = nested ? undefined : this.earlyResolve(ref, spec.address);
+    const added = this.change("backend.add", async () => {
       const vip = this.getVip(ref);
       const key = addrKey(spec.address);
       if (vip.backends.has(key))
@@ -364,10 +379,11 @@ export class Reconciler {
       };
       vip.backends.set(key, backend);
       this.maps.resetBackendStats(backend.index);
-      backend.nextHop = await this.resolve(backend, this.opts.resolveWaitMs ?? 2000);
+      backend.nextHop = await (early ?? this.resolve(backend, this.opts.resolveWaitMs ?? 2000));
       if (backend.nextHop) {
         this.writeBackend(vip, backend);
-        this.writeTable(vip);
+        if (nested) this.writeTable(vip);
+        else this.lateTables.add(vip);
       }
       this.opts.log?.info(
         { vip: vip.key, backend: key, index: backend.index, state: this.state(backend) },
@@ -382,6 +398,51 @@ export class Reconciler {
         } ms; it enters the tables as soon as it resolves`,
       };
     });
+    if (nested) return added;
+    // Returns once the backend is in the data plane's tables (the group commit's swap).
+    return added.then(async (result) => {
+      await this.flushLateTables();
+      return result;
+    });
+  }
+
+  /** The next hop of a backend about to be added, looked up now, or undefined when the add will
+   * fail anyway (no such VIP, or the backend exists): then nothing is spawned for it. */
+  private earlyResolve(ref: VipRef, address: IpAddress): Promise<NextHop | undefined> | undefined {
+    const vip = this.vips.get(formatVip(ref));
+    if (!vip || vip.backends.has(addrKey(address))) return undefined;
+    const timeoutMs = this.opts.resolveWaitMs ?? 2000;
+    return this.lookupSlot(() => this.nextHops.resolve(address, { timeoutMs })).catch((err: unknown) => {
+      this.opts.log?.warn({ backend: addrKey(address), err }, "next hop lookup failed");
+      return undefined;
+    });
+  }
+
+  /** Runs fn when fewer than EARLY_LOOKUPS early lookups are in flight: each is a few `ip`
+   * children, and a burst of a hundred adds must not fork hundreds at once. */
+  private async lookupSlot<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.lookupsInFlight >= EARLY_LOOKUPS) await new Promise<void>((r) => this.lookupWaiters.push(r));
+    this.lookupsInFlight++;
+    try {
+      return await fn();
+    } finally {
+      this.lookupsInFlight--;
+      this.lookupWaiters.shift()?.();
+    }
+  }
+
+  /** The group commit: queued behind every operation already queued, so one swap per VIP covers
+   * all the adds before it. Tables are computed from the state at that time (entries written). */
+  private flushLateTables(): Promise<void> {
+    this.lateFlush ??= this.serialize(() => {
+      this.lateFlush = undefined;
+      const tables = new Map<number, Uint32Array>();
+      for (const vip of this.lateTables)
+        if (this.vips.get(vip.key) === vip) tables.set(vip.id, this.tableOf(vip));
+      this.lateTables.clear();
+      if (tables.size > 0) this.maps.replaceTables(tables);
+    });
+    return this.lateFlush;
   }
 
   removeBackend(ref: VipRef, address: IpAddress): Promise<void> {
@@ -693,6 +754,7 @@ export class Reconciler {
       this.batch.tables.add(vip);
       return;
     }
+    this.lateTables.delete(vip); // written now, from the same state the group commit would use
     this.maps.replaceTable(vip.id, this.tableOf(vip));
   }
 

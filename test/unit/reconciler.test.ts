@@ -102,8 +102,53 @@ test("a VIP with three backends: entries, flags, table", async () => {
     rec.listBackends().map((b) => `${b.address}:${b.state}`),
     ["198.18.0.11:active", "198.18.0.12:active", "198.18.0.13:active"],
   );
-  // Entry before the table that names it.
-  assert.deepEqual(maps.log.slice(0, 3), ["table 0 []", "put 0", "table 0 [0]"]);
+  // Entry before the table that names it (an add's table goes in with its group commit).
+  assert.deepEqual(maps.log.slice(0, 4), ["table 0 []", "put 0", "batch of 1", "table 0 [0]"]);
+});
+
+test("a burst of adds shares table swaps; each returns with its backend in the table", async () => {
+  const { maps, rec } = setup();
+  const web = vip("198.18.1.1");
+  const dns = vip("198.18.1.2");
+  await rec.addVip(web, "5tuple");
+  await rec.addVip(dns, "5tuple");
+  maps.log.length = 0;
+  const addresses = Array.from({ length: 20 }, (_, i) => `198.18.0.${20 + i}`);
+  const inTableOnReturn: boolean[] = [];
+  await Promise.all(
+    addresses.map(async (a, i) => {
+      const ref = i % 2 === 0 ? web : dns;
+      const { backend } = await rec.addBackend(ref, be(a));
+      inTableOnReturn.push(members(maps, i % 2 === 0 ? 0 : 1).includes(backend.index));
+    }),
+  );
+  assert.deepEqual(
+    inTableOnReturn,
+    addresses.map(() => true),
+    "every add returns once it is in the table",
+  );
+  // One swap per VIP per group commit (the first add's commit may go alone): not one per add.
+  const tableWrites = maps.log.filter((l) => l.startsWith("table"));
+  assert.ok(
+    tableWrites.length <= 4,
+    `20 adds to 2 VIPs in ${tableWrites.length} table writes: ${maps.log.join(" | ")}`,
+  );
+  // Every entry is written before the first table that names it.
+  const firstTable = maps.log.findIndex((l) => l.startsWith("table"));
+  assert.equal(maps.log.slice(0, firstTable).filter((l) => l.startsWith("put")).length, 20);
+  assert.deepEqual(members(maps, 0).length + members(maps, 1).length, 20);
+});
+
+test("a removal between an add and its group commit: no swap names the removed backend", async () => {
+  const { maps, rec } = setup();
+  const web = vip("198.18.1.1");
+  await rec.addVip(web, "5tuple");
+  await rec.addBackend(web, be("198.18.0.11"));
+  const adding = rec.addBackend(web, be("198.18.0.12"));
+  const removing = rec.removeBackend(web, parseAddress("198.18.0.12"));
+  await Promise.allSettled([adding, removing]);
+  assert.deepEqual(members(maps, 0), [0]);
+  assert.equal(rec.listBackends().length, 1);
 });
 
 test("drain keeps the entry and leaves the table; resume brings it back", async () => {
