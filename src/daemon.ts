@@ -444,6 +444,7 @@ function kernelNextHops(): NextHopSource {
       const r = await resolver.recheck(address, previous as KernelNextHop);
       return r.status === "unresolved" ? undefined : r.nextHop;
     },
+    readMany: (addresses) => resolver.readMany(addresses),
   };
 }
 

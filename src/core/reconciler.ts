@@ -43,6 +43,9 @@ export interface NextHopSource {
   /** Re-confirms a resolved next hop (probing a stale neighbour): the current one, or
    * undefined when it no longer resolves (the previous one is kept then). */
   recheck(address: IpAddress, previous: NextHop): Promise<NextHop | undefined>;
+  /** Optional: many resolved next hops read at once, keyed by addrKey; those it leaves out are
+   * rechecked one by one. */
+  readMany?(addresses: readonly IpAddress[]): Promise<ReadonlyMap<string, NextHop>>;
 }
 
 export interface ReconcilerOptions {
@@ -670,10 +673,18 @@ export class Reconciler {
     // Lookups run outside the queue (each is a few `ip` processes, and hundreds of them must not
     // hold up control requests); only the writes for what changed take the queue.
     const found: { vip: VipRuntime; b: BackendRuntime; next: NextHop }[] = [];
+    // Every resolved backend at once where the source can (a few `ip` processes, not three per
+    // backend: at thousands of backends a pass would otherwise fork for minutes).
+    const resolved = all
+      ? [...this.vips.values()].flatMap((v) => [...v.backends.values()].filter((b) => b.nextHop))
+      : [];
+    const read: ReadonlyMap<string, NextHop> =
+      resolved.length > 0 ? await this.readMany(resolved.map((b) => b.address)) : new Map<string, NextHop>();
     for (const vip of [...this.vips.values()]) {
       for (const b of [...vip.backends.values()]) {
         if (b.nextHop && !all) continue;
-        const next = b.nextHop ? await this.recheck(b, b.nextHop) : await this.resolve(b, 500);
+        const batched = read.get(addrKey(b.address));
+        const next = b.nextHop ? (batched ?? (await this.recheck(b, b.nextHop))) : await this.resolve(b, 500);
         if (next && !sameNextHop(next, b.nextHop)) found.push({ vip, b, next });
       }
     }
@@ -780,6 +791,16 @@ export class Reconciler {
     } catch (err) {
       this.opts.log?.warn({ backend: addrKey(b.address), err }, "next hop lookup failed");
       return undefined;
+    }
+  }
+
+  private async readMany(addresses: readonly IpAddress[]): Promise<ReadonlyMap<string, NextHop>> {
+    if (!this.nextHops.readMany) return new Map();
+    try {
+      return await this.nextHops.readMany(addresses);
+    } catch (err) {
+      this.opts.log?.warn({ err }, "batched next-hop read failed: rechecking one by one");
+      return new Map();
     }
   }
 

@@ -3,14 +3,24 @@
 // bpf_fib_lookup (see docs/troubleshooting.md, "Next hops"). An unresolved neighbour is probed
 // by sending one UDP datagram through the kernel, which starts ARP / neighbour discovery.
 import { createSocket } from "node:dgram";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { AF_INET6, addressToString, tryParseAddress } from "../lib/addr.js";
 import type { IpAddress } from "../lib/addr.js";
 import { LbError } from "../lib/errors.js";
-import { execIp, firstLine, ipJson, ipNeighListSchema, ipRouteListSchema } from "./ip-json.js";
-import type { IpNeigh, IpRoute, IpRunner } from "./ip-json.js";
-import { getLink, parseMac } from "./links.js";
+import {
+  execIp,
+  firstLine,
+  ipJson,
+  ipLinkListSchema,
+  ipNeighListSchema,
+  ipRouteListSchema,
+} from "./ip-json.js";
+import type { IpNeigh, IpResult, IpRoute, IpRunner } from "./ip-json.js";
+import { getLink, linkFromIp, parseMac } from "./links.js";
 import type { Link } from "./links.js";
 
 /** Where the data plane sends a backend's packets: what `struct lb_backend` caches. */
@@ -284,6 +294,68 @@ export class NextHopResolver {
     current ??= await this.resolve(address, opts);
     if (current === undefined) return { status: "unresolved" };
     return { status: sameForwarding(current, previous) ? "unchanged" : "changed", nextHop: current };
+  }
+
+  /**
+   * The current next hops of many backends with three `ip` processes in all (every `route get` in
+   * one `ip -batch`, one link dump, one neighbour dump) instead of three per backend, read as
+   * recheck() reads them (a stale entry is used and probed). Keyed by addressToString. Backends
+   * it cannot settle this way (the batch failed, an unusable route, no usable neighbour entry)
+   * are absent: the caller rechecks those one by one.
+   */
+  async readMany(addresses: readonly IpAddress[]): Promise<Map<string, NextHop>> {
+    const out = new Map<string, NextHop>();
+    if (addresses.length === 0) return out;
+    const dir = mkdtempSync(join(tmpdir(), "caplance-routes-"));
+    const file = join(dir, "batch");
+    let batch: IpResult;
+    try {
+      writeFileSync(file, addresses.map((a) => `route get ${addressToString(a)}\n`).join(""));
+      batch = await this.#run(["-batch", file]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    if (!batch.ok) return out; // one unroutable backend fails the batch: all go one by one
+    const routes = new Map<string, IpRoute>();
+    for (const line of batch.stdout.split("\n")) {
+      if (line.trim() === "") continue;
+      const parsed = ipRouteListSchema.safeParse(JSON.parse(line));
+      const route = parsed.success ? parsed.data[0] : undefined;
+      const dst = route ? tryParseAddress(route.dst) : undefined;
+      if (route && dst) routes.set(addressToString(dst), route);
+    }
+    const [links, neighbours] = await Promise.all([
+      ipJson(this.#run, ["link", "show"], ipLinkListSchema),
+      ipJson(this.#run, ["neigh", "show"], ipNeighListSchema),
+    ]);
+    const linkByName = new Map(links.map((l) => [l.ifname, linkFromIp(l)]));
+    const neighbourOf = new Map<string, IpNeigh>();
+    for (const n of neighbours) {
+      const dst = tryParseAddress(n.dst);
+      if (dst && n.dev !== undefined) neighbourOf.set(`${addressToString(dst)}%${n.dev}`, n);
+    }
+    for (const address of addresses) {
+      const key = addressToString(address);
+      const raw = routes.get(key);
+      if (raw === undefined) continue;
+      try {
+        const route = backendRouteFromIp(address, raw);
+        const link = linkByName.get(route.dev);
+        if (link === undefined) continue;
+        checkEgress(address, link);
+        const current = nextHopOf(
+          route,
+          link,
+          neighbourOf.get(`${addressToString(route.neighbour)}%${route.dev}`),
+        );
+        if (current === undefined) continue;
+        if (isStale(current)) await this.#probe(address);
+        out.set(key, current);
+      } catch {
+        continue; // recheck() one by one says what is wrong with it
+      }
+    }
+    return out;
   }
 
   /** Route, then egress link and neighbour entry (in parallel: each is an `ip` child process). */

@@ -1,6 +1,7 @@
 // NextHopResolver's decisions against a fake `ip` (canned route, link and neighbour tables that
 // change between polls) and a fake prober: no root. The lab test runs it against a real kernel.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
 import { addressToString, parseAddress } from "../../src/lib/addr.js";
@@ -287,4 +288,69 @@ test("recheck: unchanged, changed, stale (probed in the background) and lost", a
   table = neigh("198.18.0.11", "FAILED");
   const lost = await resolver.recheck(address, previous, { timeoutMs: 40 });
   assert.deepEqual(lost, { status: "unresolved" });
+});
+
+test("readMany: one route batch and two dumps for all backends; what it cannot settle is left out", async () => {
+  const calls: string[] = [];
+  const batches: string[] = [];
+  const route = (dst: string, extra = ""): string =>
+    `[{"dst":"${dst}",${extra}"dev":"cpl1a","prefsrc":"198.18.0.1","flags":[],"cache":[]}]`;
+  const run: IpRunner = (args) => {
+    calls.push(args[0] === "-batch" ? "-batch FILE" : args.join(" "));
+    if (args[0] === "-batch") {
+      batches.push(readFileSync(args[1] ?? "", "utf8"));
+      const out = [
+        route("198.18.0.11"),
+        route("198.18.2.5", `"gateway":"198.18.0.254",`),
+        route("198.18.0.12"),
+        route("198.18.0.13"),
+      ];
+      return Promise.resolve({ ok: true, stdout: `${out.join("\n")}\n` });
+    }
+    if (args.join(" ") === "link show")
+      return Promise.resolve({ ok: true, stdout: link(2, "cpl1a", "ether", MAC_A) });
+    if (args.join(" ") === "neigh show") {
+      return Promise.resolve({
+        ok: true,
+        stdout: JSON.stringify([
+          { dst: "198.18.0.11", dev: "cpl1a", lladdr: MAC_B, state: ["REACHABLE"] },
+          { dst: "198.18.0.254", dev: "cpl1a", lladdr: MAC_C, state: ["STALE"] },
+          { dst: "198.18.0.12", dev: "cpl1a", state: ["FAILED"] },
+        ]),
+      });
+    }
+    return Promise.reject(new Error(`unexpected ip ${args.join(" ")}`));
+  };
+  const probes: string[] = [];
+  const resolver = new NextHopResolver({
+    run,
+    probe: (a) => {
+      probes.push(addressToString(a));
+      return Promise.resolve();
+    },
+  });
+  const addresses = ["198.18.0.11", "198.18.2.5", "198.18.0.12", "198.18.0.13"].map((a) => parseAddress(a));
+  const got = await resolver.readMany(addresses);
+  assert.deepEqual(calls.sort(), ["-batch FILE", "link show", "neigh show"], "three ip processes in all");
+  assert.equal(
+    batches[0],
+    "route get 198.18.0.11\nroute get 198.18.2.5\nroute get 198.18.0.12\nroute get 198.18.0.13\n",
+  );
+  assert.deepEqual(
+    [...got.keys()].sort(),
+    ["198.18.0.11", "198.18.2.5"],
+    "FAILED and missing entries left out",
+  );
+  assert.equal(formatMac(got.get("198.18.0.11")?.dmac ?? new Uint8Array(6)), MAC_B);
+  assert.equal(formatMac(got.get("198.18.2.5")?.dmac ?? new Uint8Array(6)), MAC_C, "through the gateway");
+  assert.deepEqual(probes, ["198.18.2.5"], "a stale entry is used and probed, as recheck does");
+
+  const failing = new NextHopResolver({
+    run: (args) =>
+      args[0] === "-batch"
+        ? Promise.resolve(unreachable)
+        : Promise.reject(new Error("no dumps after a failed batch")),
+    probe: noProbe,
+  });
+  assert.equal((await failing.readMany(addresses)).size, 0, "a failed batch leaves all to recheck()");
 });
