@@ -33,6 +33,7 @@ import {
   type StateFile,
 } from "./core/state-file.js";
 import { parseAddress, type IpAddress } from "./lib/addr.js";
+import { IdleGc } from "./lib/idle-gc.js";
 import { LbError } from "./lib/errors.js";
 import { createLogger, isLogLevel, type LogLevel } from "./lib/log.js";
 import { readTokenFile } from "./lib/private-file.js";
@@ -293,6 +294,10 @@ async function serve(
         vips: reconciler.snapshot(),
       });
     };
+    const idleGc = new IdleGc();
+    cleanups.push(() => {
+      idleGc.stop();
+    });
     const persist = (): void => {
       persistTimer ??= setImmediate(() => {
         persistTimer = undefined;
@@ -309,6 +314,7 @@ async function serve(
       onChange: (operation, seconds) => {
         timings.observe(operation, seconds);
         persist();
+        idleGc.touch();
       },
     });
     if (adopt) reconciler.restore(adopt.vips); // then the config on top, as a reload would
