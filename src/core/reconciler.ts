@@ -382,7 +382,7 @@ export class Reconciler {
       };
       vip.backends.set(key, backend);
       this.maps.resetBackendStats(backend.index);
-      backend.nextHop = await (early ?? this.resolve(backend, this.opts.resolveWaitMs ?? 2000));
+      backend.nextHop = await (early ?? this.resolve(backend.address, this.opts.resolveWaitMs ?? 2000));
       if (backend.nextHop) {
         this.writeBackend(vip, backend);
         if (nested) this.writeTable(vip);
@@ -414,11 +414,7 @@ export class Reconciler {
   private earlyResolve(ref: VipRef, address: IpAddress): Promise<NextHop | undefined> | undefined {
     const vip = this.vips.get(formatVip(ref));
     if (!vip || vip.backends.has(addrKey(address))) return undefined;
-    const timeoutMs = this.opts.resolveWaitMs ?? 2000;
-    return this.lookupSlot(() => this.nextHops.resolve(address, { timeoutMs })).catch((err: unknown) => {
-      this.opts.log?.warn({ backend: addrKey(address), err }, "next hop lookup failed");
-      return undefined;
-    });
+    return this.lookupSlot(() => this.resolve(address, this.opts.resolveWaitMs ?? 2000));
   }
 
   /** Runs fn when fewer than EARLY_LOOKUPS early lookups are in flight: each is a few `ip`
@@ -684,7 +680,9 @@ export class Reconciler {
       for (const b of [...vip.backends.values()]) {
         if (b.nextHop && !all) continue;
         const batched = read.get(addrKey(b.address));
-        const next = b.nextHop ? (batched ?? (await this.recheck(b, b.nextHop))) : await this.resolve(b, 500);
+        const next = b.nextHop
+          ? (batched ?? (await this.recheck(b, b.nextHop)))
+          : await this.resolve(b.address, 500);
         if (next && !sameNextHop(next, b.nextHop)) found.push({ vip, b, next });
       }
     }
@@ -783,13 +781,13 @@ export class Reconciler {
 
   // ---- helpers
 
-  private async resolve(b: BackendRuntime, timeoutMs: number): Promise<NextHop | undefined> {
-    const prefetched = this.prefetched?.get(addrKey(b.address));
+  private async resolve(address: IpAddress, timeoutMs: number): Promise<NextHop | undefined> {
+    const prefetched = this.prefetched?.get(addrKey(address));
     if (prefetched) return prefetched;
     try {
-      return await this.nextHops.resolve(b.address, { timeoutMs });
+      return await this.nextHops.resolve(address, { timeoutMs });
     } catch (err) {
-      this.opts.log?.warn({ backend: addrKey(b.address), err }, "next hop lookup failed");
+      this.opts.log?.warn({ backend: addrKey(address), err }, "next hop lookup failed");
       return undefined;
     }
   }

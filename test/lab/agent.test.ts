@@ -4,8 +4,6 @@
 // requests and restores the host, SIGKILL is removed after the read timeout, wrong secrets and
 // a broken tunnel are refused.
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -13,6 +11,7 @@ import { after, before, test } from "node:test";
 import type { BackendInfo } from "../../src/api/protocol.js";
 import { Lab, run, uniquePrefix, type Exec } from "../../src/lab/lab.js";
 import { packageRoot } from "../../src/lib/paths.js";
+import { spawnAgent, type AgentProcess } from "../support/agent-process.js";
 
 const lab = new Lab(uniquePrefix(), 3);
 const dir = `/run/caplance-lab/${lab.prefix}-agent`;
@@ -22,53 +21,16 @@ const WEB = "tcp/198.18.1.1:80";
 const NAMES = "tcp/198.18.1.1:8080"; // the backends' line-based name service (long-lived connections)
 const READ_TIMEOUT_S = 3;
 
-interface Agent {
-  child: ChildProcess;
-  log: string;
-  exit: Promise<number>;
-  socket: string;
-}
+type Agent = AgentProcess;
 const agents = new Map<string, Agent>();
 
 function startAgent(i: number, extra: string[] = [], secretFile = secret): Agent {
   const socket = join(dir, `agent-b${i}-${agents.size}.sock`);
-  const child = spawn(
-    "nsenter",
-    [
-      `--net=${lab.ns(`b${i}`)}`,
-      process.execPath,
-      LBCTL,
-      "agent",
-      "--lb",
-      "198.18.0.1",
-      "--vip",
-      WEB,
-      "--vip",
-      NAMES,
-      "--iface",
-      "eth0",
-      "--name",
-      `b${i}`,
-      "--secret-file",
-      secretFile,
-      "--socket",
-      socket,
-      "--health-interval",
-      "1",
-      "--drain-timeout",
-      "10",
-      ...extra,
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  const agent: Agent = {
-    child,
-    log: "",
-    socket,
-    exit: once(child, "exit").then(([code]) => (typeof code === "number" ? code : -1)),
-  };
-  child.stdout.on("data", (d: Buffer) => (agent.log += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (agent.log += d.toString()));
+  const agent = spawnAgent(lab, `b${i}`, socket, [
+    ...["--lb", "198.18.0.1", "--vip", WEB, "--vip", NAMES, "--iface", "eth0", "--name", `b${i}`],
+    ...["--secret-file", secretFile, "--health-interval", "1", "--drain-timeout", "10"],
+    ...extra,
+  ]);
   agents.set(`b${i}-${agents.size}`, agent);
   return agent;
 }

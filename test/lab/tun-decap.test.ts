@@ -15,6 +15,7 @@ import { after, before, describe, test } from "node:test";
 
 import { Lab, run, uniquePrefix } from "../../src/lab/lab.js";
 import { packageRoot } from "../../src/lib/paths.js";
+import { spawnAgent, type AgentProcess } from "../support/agent-process.js";
 import { assertSpread, lbctlOk } from "../support/lab-assert.js";
 import {
   drainKeepsConnection,
@@ -78,12 +79,7 @@ void describe("lab.sh --decap tun: the balancer's lab tests over TUN-decap backe
   test("remove moves only the removed backend's flows", () => removeMovesOnlyItsFlows(lab));
 });
 
-interface Agent {
-  child: ChildProcess;
-  log: string;
-  exit: Promise<number>;
-  socket: string;
-}
+type Agent = AgentProcess;
 
 void describe("lbctl agent --decap tun|auto", () => {
   const lab = new Lab(uniquePrefix(), 2, "none");
@@ -97,27 +93,11 @@ void describe("lbctl agent --decap tun|auto", () => {
 
   function startAgent(i: number, decap: string): Agent {
     const socket = join(dir, `agent-b${i}.sock`);
-    const child = spawn(
-      "nsenter",
-      [
-        `--net=${lab.ns(`b${i}`)}`,
-        process.execPath,
-        LBCTL,
-        "agent",
-        ...["--lb", "198.18.0.1", "--vip", WEB, "--vip", DNS, "--iface", "eth0", "--name", `b${i}`],
-        ...["--secret-file", secret, "--socket", socket, "--health-interval", "1", "--drain-timeout", "3"],
-        ...["--decap", decap],
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    const agent: Agent = {
-      child,
-      log: "",
-      socket,
-      exit: once(child, "exit").then(([code]) => (typeof code === "number" ? code : -1)),
-    };
-    child.stdout.on("data", (d: Buffer) => (agent.log += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (agent.log += d.toString()));
+    const agent = spawnAgent(lab, `b${i}`, socket, [
+      ...["--lb", "198.18.0.1", "--vip", WEB, "--vip", DNS, "--iface", "eth0", "--name", `b${i}`],
+      ...["--secret-file", secret, "--health-interval", "1", "--drain-timeout", "3"],
+      ...["--decap", decap],
+    ]);
     agents.push(agent);
     return agent;
   }

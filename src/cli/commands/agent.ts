@@ -7,25 +7,12 @@ import { ControlClient } from "../../api/client.js";
 import { DEFAULT_AGENT_SOCKET, type Command as ApiCommand } from "../../api/protocol.js";
 import { out, printJson, printWarnings, setExitStatus } from "../context.js";
 import { integerIn, parseBackendName, parseWeight } from "../parse.js";
+import type { AgentFlags } from "../../agent/options.js";
 
 const AGENT_SOCKET_ENV = "LBCTL_AGENT_SOCKET";
 
-interface RunOpts {
-  lb?: string;
-  vip: string[];
-  iface?: string;
-  name?: string;
-  address?: string;
-  weight?: number;
-  encapPort?: number;
-  secretFile?: string;
-  socket?: string;
-  drainTimeout?: number;
-  healthInterval?: number;
-  decap?: string;
-  config?: string;
-  logLevel?: string;
-}
+/** The flags, as resolveAgentOptions takes them; commander's collect() gives vip [] by default. */
+type RunOpts = AgentFlags & { vip: string[] };
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
